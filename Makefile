@@ -38,7 +38,7 @@ PYTEST_ARGS ?=
 ifeq ($(origin RUNTIME),undefined)
   RUNTIME := $(shell docker info >/dev/null 2>&1 && echo docker || echo local)
   ifeq ($(RUNTIME),local)
-    RUNTIME_NOTE := echo "jpqwen: no Docker engine answered; running natively (RUNTIME=local)" >&2;
+    RUNTIME_NOTE := echo "jpqwen: no Docker engine answered; running natively (RUNTIME=local)" >&2
   endif
 endif
 
@@ -51,7 +51,7 @@ HOST_GID := $(shell id -g)
 
 # The environment every stage sees (compose reads it for interpolation too).
 STAGE_ENV = WORK_DIR=$(WORK_DIR) DATA_DIR=$(DATA_DIR) HF_HOME=$(HF_HOME)
-COMPOSE_ENV = $(STAGE_ENV) JPQWEN_IMAGE=$(IMAGE) BASE_IMAGE=$(BASE_IMAGE) BASE_DIGEST=$(BASE_DIGEST) \
+COMPOSE_ENV = $(STAGE_ENV) JPQWEN_IMAGE=$(IMAGE) BASE_IMAGE=$(BASE_IMAGE)$(if $(BASE_DIGEST),@$(BASE_DIGEST)) \
   GPU_COUNT=$(GPUS) HOST_UID=$(HOST_UID) HOST_GID=$(HOST_GID)
 COMPOSE = env $(COMPOSE_ENV) docker compose -f compose.yaml
 
@@ -67,9 +67,9 @@ endif
 
 FORCE_FLAG = $(if $(filter-out 0,$(FORCE)),--force)
 # stage_cmd(stage): the one command a stage target runs.
-stage_cmd = $(RUN_PY) -m pipeline.$(1) --config $(CONFIG) $(FORCE_FLAG) $(EXTRA_ARGS)
+stage_cmd = $(strip $(RUN_PY) -m pipeline.$(1) --config $(CONFIG) $(FORCE_FLAG) $(EXTRA_ARGS))
 define run_stage
-	@$(RUNTIME_NOTE) true
+	$(if $(RUNTIME_NOTE),@$(RUNTIME_NOTE))
 	$(if $(DRY_RUN),@echo '$(call stage_cmd,$(1))',$(call stage_cmd,$(1)))
 endef
 
@@ -134,22 +134,28 @@ data: $(STAMPS)/data.json ## LLM-jp ja_wiki (or sample) -> filters -> dedup -> M
 $(STAMPS)/data.json: $(STAGE_DEPS) | $(RUNTIME_DEP)
 	$(call run_stage,data)
 
-import: $(STAMPS)/import.json ## Qwen2.5-0.5B from Hugging Face -> NeMo checkpoint (GPU)
+# GPU stages check for a GPU first, before any prerequisite runs, so a machine
+# without one stops in seconds with a message rather than after `make data`.
+need-gpu-%: | $(RUNTIME_DEP)
+	$(if $(RUNTIME_NOTE),@$(RUNTIME_NOTE))
+	$(if $(DRY_RUN),@echo '$(RUN_PY) -m pipeline.doctor --quiet --require-gpu --stage $*',@$(RUN_PY) -m pipeline.doctor --quiet --require-gpu --stage $*)
+
+import: need-gpu-import $(STAMPS)/import.json ## Qwen2.5-0.5B from Hugging Face -> NeMo checkpoint (GPU)
 $(STAMPS)/import.json: $(STAGE_DEPS) | $(RUNTIME_DEP)
 	$(call run_stage,import_model)
 
 plan: ## write the resolved import/pretrain/lora recipes to WORK_DIR/plans (no GPU needed)
 	$(call run_stage,plan)
 
-pretrain: $(STAMPS)/pretrain.json ## continual pretraining from the imported weights (GPU)
+pretrain: need-gpu-pretrain $(STAMPS)/pretrain.json ## continual pretraining from the imported weights (GPU)
 $(STAMPS)/pretrain.json: $(STAMPS)/data.json $(STAMPS)/import.json $(STAGE_DEPS) | $(RUNTIME_DEP)
 	$(call run_stage,pretrain)
 
-lora: $(STAMPS)/lora.json ## LoRA on the continued model (GPU)
+lora: need-gpu-lora $(STAMPS)/lora.json ## LoRA on the continued model (GPU)
 $(STAMPS)/lora.json: $(STAMPS)/pretrain.json $(STAGE_DEPS) | $(RUNTIME_DEP)
 	$(call run_stage,lora)
 
-export: $(STAMPS)/export.json ## NeMo -> Hugging Face (continued, LoRA merged) + parity check (GPU)
+export: need-gpu-export $(STAMPS)/export.json ## NeMo -> Hugging Face (continued, LoRA merged) + parity check (GPU)
 $(STAMPS)/export.json: $(STAMPS)/lora.json $(STAGE_DEPS) | $(RUNTIME_DEP)
 	$(call run_stage,export)
 
@@ -180,7 +186,7 @@ endif
 
 all: ## the whole chain; on a machine without a GPU, the CPU stages then a clear stop
 	$(MAKE) data plan
-	@if $(RUN_PY) -m pipeline.doctor --quiet --require-gpu; then \
+	@if $(RUN_PY) -m pipeline.doctor --quiet --require-gpu --stage import; then \
 	  $(MAKE) handoff demo; \
 	else \
 	  echo "jpqwen all: data and plan are done; import/pretrain/lora/export/eval/handoff need an NVIDIA GPU (see above)."; \

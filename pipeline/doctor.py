@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m pipeline.doctor", description=__doc__)
     p.add_argument("--require-gpu", action="store_true", help="exit 3 unless a CUDA GPU and NeMo are here")
     p.add_argument("--quiet", action="store_true", help="print only problems")
+    p.add_argument("--stage", default="import/pretrain/lora", help="the stage that needs the GPU (for the message)")
     args = p.parse_args(argv)
     env_file = load_dotenv()
     work = WorkDir.from_env()
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{key:<12}{value}")
     if args.require_gpu:
         try:
-            require_gpu("import/pretrain/lora")
+            require_gpu(args.stage)
         except NeedsGPUError as exc:
             print(f"jpqwen: {exc}", file=sys.stderr)
             return exc.exit_code
