@@ -86,7 +86,7 @@ FORCE_DEP = $(if $(FORCE_FLAG),.FORCE)
 STAGE_DEPS = $(CONFIG) $(wildcard $(ARGS_FILE)) $(FORCE_DEP)
 
 
-.PHONY: help setup lock image image-push data import plan pretrain lora export eval demo demo-web \
+.PHONY: help doctor setup lock image image-push data import plan pretrain lora export eval demo demo-web \
   handoff all tensorboard test test-all lint fmt bench-data clean distclean .FORCE
 
 help: ## list the targets and knobs
@@ -128,6 +128,9 @@ image-push: ## tag and push the image so the team runs identical bits (REGISTRY=
 	@test -n "$(REGISTRY)" || { echo "set REGISTRY=<your registry>/<namespace>" >&2; exit 1; }
 	docker tag $(IMAGE) $(REGISTRY)/$(IMAGE)
 	docker push $(REGISTRY)/$(IMAGE)
+
+doctor: | $(RUNTIME_DEP) ## what this environment can run (GPU, NeMo, TE, W&B mode)
+	$(RUN_PY) -m pipeline.doctor
 
 # ---- the workflow ------------------------------------------------------------
 data: $(STAMPS)/data.json ## LLM-jp ja_wiki (or sample) -> filters -> dedup -> Megatron .bin/.idx

@@ -27,6 +27,9 @@ def has_module(name: str) -> bool:
 def cuda_device_count() -> int:
     if os.environ.get("JPQWEN_FORCE_NO_GPU"):  # lets tests see the CPU path on a GPU box
         return 0
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*pynvml package is deprecated.*")
     try:
         import torch
     except ImportError:

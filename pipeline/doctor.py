@@ -28,13 +28,13 @@ def main(argv: list[str] | None = None) -> int:
     work = WorkDir.from_env()
     if not args.quiet:
         report = stack_report()
-        print(f"python      {sys.version.split()[0]} on {platform.platform()}")
-        print(f"WORK_DIR    {work.root}")
-        print(f".env        {env_file or 'not found (copy .env.example to .env)'}")
-        print(f"monitoring  {wandb_settings(work, 'doctor').describe()}")
-        print(f"in docker   {os.path.exists('/.dockerenv')}")
+        print(f"python             {sys.version.split()[0]} on {platform.platform()}")
+        print(f"WORK_DIR           {work.root}")
+        print(f".env               {env_file or 'not found (copy .env.example to .env)'}")
+        print(f"monitoring         {wandb_settings(work, 'doctor').describe()}")
+        print(f"in docker          {os.path.exists('/.dockerenv')}")
         for key, value in report.items():
-            print(f"{key:<12}{value}")
+            print(f"{key:<19}{value}")
     if args.require_gpu:
         try:
             require_gpu(args.stage)
