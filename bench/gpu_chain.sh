@@ -1,0 +1,234 @@
+#!/usr/bin/env bash
+# jpqwen's own stages end to end on the LENT GPU machine, measured.
+#
+# The lent machine (device tool) has torch 2.11 and no NeMo; everything the
+# stages need travels in .carry/wheels (bash bench/gpu/fetch_wheels.sh, on the
+# CPU machine). One device call runs, from the repo root:
+#
+#   set -o pipefail; STEPS="install fixture import data pretrain lora export eval demo" \
+#     bash bench/gpu_chain.sh 2>&1 | tee $OUT/log          # carry: [".carry"]
+#
+# Each stage runs through the same `make <stage>` target users run, with
+# RUNTIME=local and VENV pointed at a venv-shaped folder whose python is the
+# machine's python3 (+ PYTHONPATH of the carried stack). CONFIG is
+# bench/gpu/chain.yaml (extends configs/default.yaml, short runs).
+# The model is a random-initialised HF checkpoint with exactly Qwen2.5-0.5B's
+# architecture and the real Qwen2.5 tokenizer (jpqwen.fixtures.make_random_qwen2):
+# weights cannot be downloaded here.
+#
+# Steps (STEPS, in this order; a step whose prerequisite failed is skipped):
+#   install   offline install of the carried stack (bench/gpu/install_offline.sh)
+#   doctor    python -m pipeline.doctor; versions
+#   fixture   random Qwen2.5-0.5B-shaped HF checkpoint, fp32 on disk
+#   smoke     NeMo import_ckpt -> export_ckpt -> logits parity, outside the stages (bench/gpu/stack_smoke.py)
+#   anchor    plain PyTorch + transformers loop (bench/gpu/anchor_train.py), ANCHOR_SHAPES
+#   import data pretrain lora export eval handoff demo     make <stage>
+#   cpt_default   pretrain with the NeMo recipe's own batch settings (a separate WORK_DIR)
+#   profile   torch.profiler over NeMo pretraining steps (bench/gpu/profile_pretrain.py)
+#   demo_bench    bench/demo.py: demo load / TTFT / tokens/s vs plain HF generate
+#
+# Results land in $OUT: log (everything), chain.json (per step: rc, seconds,
+# peak GPU memory by nvidia-smi, command), *.json of each measurement, and
+# logs.tar.gz (stage logs, stamps, recipe yamls). bench/gpu/collect.py turns
+# them into bench/results/gpu_*.json + bench/results/gpu.md on the CPU machine.
+set -uo pipefail
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+cd "$REPO"
+OUT=${OUT:-/tmp/jpqwen-out}
+mkdir -p "$OUT"
+STEPS=${STEPS:-"install doctor fixture anchor import data pretrain lora export eval demo"}
+export WORK_DIR=${WORK_DIR:-/tmp/jpqwen-work}
+export CONFIG=${CONFIG:-bench/gpu/chain.yaml}
+LOGS=$WORK_DIR/bench-logs
+HF_RANDOM=$WORK_DIR/hf-random-qwen2.5-0.5b
+FAKE_VENV=/tmp/jpqwen-venv
+# stages: no W&B on the lent machine (wandb is not carried: its wheel alone would
+# exceed the 64 MiB carry limit); the container records runs offline or online.
+export WANDB_MODE=${WANDB_MODE:-disabled}
+export CI=1 # quiet progress bars in the log
+# anchor shapes: "micro_batch/global_batch" pairs, same seq as the NeMo runs
+ANCHOR_SHAPES=${ANCHOR_SHAPES:-"4/64"}
+ANCHOR_MODES=${ANCHOR_MODES:-"eager,compile"}
+SEQ=${SEQ:-2048}
+mkdir -p "$LOGS"
+CHAIN_JSON=$OUT/chain.json
+echo "[]" >"$CHAIN_JSON"
+declare -A STATUS=()
+
+now() { date +%s.%N; }
+want() { [[ " $STEPS " == *" $1 "* ]]; }
+
+# record NAME RC SECONDS PEAK_MIB CMD -> append to chain.json
+record() {
+  python3 - "$CHAIN_JSON" "$@" <<'PY'
+import json, sys
+path, name, rc, seconds, peak, cmd = sys.argv[1:7]
+data = json.load(open(path))
+data.append({"step": name, "rc": int(rc), "seconds": round(float(seconds), 1),
+             "peak_gpu_mem_mib": int(peak) if peak.isdigit() else None, "command": cmd})
+json.dump(data, open(path, "w"), indent=1)
+PY
+}
+
+# step NAME "PREREQ ..." CMD... : run CMD, timing it and sampling GPU memory; skip if a prereq failed
+step() {
+  local name=$1 prereqs=$2
+  shift 2
+  want "$name" || return 0
+  for p in $prereqs; do
+    if [[ ${STATUS[$p]:-} != ok && ${STATUS[$p]:-} != "" ]]; then
+      echo "=== $name: SKIPPED ($p ${STATUS[$p]})"
+      STATUS[$name]=skipped
+      record "$name" -1 0 "" "skipped: $p ${STATUS[$p]}"
+      return 0
+    fi
+  done
+  echo "=== $name: $*   [$(date -u +%H:%M:%S)]"
+  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 >"$LOGS/$name.mem" 2>/dev/null &
+  local sampler=$! t0 rc
+  t0=$(now)
+  "$@" 2>&1 | tee "$LOGS/$name.log"
+  rc=${PIPESTATUS[0]}
+  kill "$sampler" 2>/dev/null
+  wait "$sampler" 2>/dev/null
+  local dt peak
+  dt=$(python3 -c "print($(now) - $t0)")
+  peak=$(sort -n "$LOGS/$name.mem" 2>/dev/null | tail -1)
+  if [[ $rc == 0 ]]; then STATUS[$name]=ok; else STATUS[$name]="failed(rc=$rc)"; fi
+  echo "=== $name: ${STATUS[$name]} in ${dt%.*} s, peak GPU memory ${peak:-?} MiB"
+  record "$name" "$rc" "$dt" "${peak:-}" "$*"
+}
+
+# ---------------------------------------------------------------- the steps
+
+do_install() {
+  # shellcheck source=bench/gpu/install_offline.sh
+  source bench/gpu/install_offline.sh || return 1
+  # a venv-shaped folder so `make` runs the stages with RUNTIME=local unchanged
+  mkdir -p "$FAKE_VENV/bin"
+  ln -sf "$(command -v python3)" "$FAKE_VENV/bin/python"
+  touch "$FAKE_VENV/.installed"
+}
+
+do_doctor() {
+  python3 -m pipeline.doctor || return 1
+  python3 - "$OUT/versions.json" <<'PY'
+import importlib.metadata as md, json, platform, subprocess, sys
+import torch
+names = ["nemo_toolkit", "megatron_core", "nemo_run", "lightning", "transformers", "tokenizers", "peft",
+         "huggingface_hub", "datasets", "numpy", "triton", "transformer_engine", "apex", "flash_attn"]
+v = {}
+for n in names:
+    try:
+        v[n] = md.version(n)
+    except md.PackageNotFoundError:
+        v[n] = None
+import nemo, megatron.core
+from nemo.collections import llm  # the import every GPU stage does
+v.update(torch=torch.__version__, cuda=torch.version.cuda, python=platform.python_version(),
+         gpu=torch.cuda.get_device_name(0), gpu_count=torch.cuda.device_count(),
+         nemo_import_path=nemo.__file__, mcore_import_path=megatron.core.__file__,
+         driver=subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                               capture_output=True, text=True).stdout.strip())
+json.dump(v, open(sys.argv[1], "w"), indent=1)
+print(json.dumps(v, indent=1))
+PY
+}
+
+do_fixture() {
+  python3 - "$HF_RANDOM" <<'PY'
+import sys, time, json
+t = time.time()
+from jpqwen.fixtures import make_random_qwen2
+# fp32 on disk: without Transformer Engine NeMo's importer keeps RMSNorm weights in fp32 and
+# refuses a bf16 source ("dtype mismatch between source and target state dicts")
+out = make_random_qwen2(sys.argv[1], preset="qwen2.5-0.5b", dtype="float32")
+cfg = json.load(open(out / "config.json"))
+print(f"fixture: {out} in {time.time() - t:.1f} s; {cfg['num_hidden_layers']} layers, hidden {cfg['hidden_size']}, "
+      f"vocab {cfg['vocab_size']}, tied {cfg['tie_word_embeddings']}, torch_dtype {cfg.get('torch_dtype')}")
+PY
+}
+
+do_anchor() {
+  # the machine's own transformers 5.17 / torch 2.11, not the carried NeMo pins: what a user would run
+  local shape mbs gbs rc=0
+  for shape in $ANCHOR_SHAPES; do
+    mbs=${shape%/*} gbs=${shape#*/}
+    PYTHONPATH=$REPO python3 -m bench.gpu.anchor_train --modes "$ANCHOR_MODES" --seq-len "$SEQ" \
+      --micro-batch "$mbs" --global-batch "$gbs" --steps "${ANCHOR_STEPS:-25}" --warmup "${ANCHOR_WARMUP:-8}" \
+      --out "$OUT/anchor_mbs${mbs}_gbs${gbs}.json" || rc=1
+  done
+  return $rc
+}
+
+MAKE_ARGS=(RUNTIME=local "VENV=$FAKE_VENV" "CONFIG=$CONFIG" "WORK_DIR=$WORK_DIR")
+# EXTRA_ARGS: the same for every stage (Make re-runs stages whose arguments changed)
+EXTRA_ARGS=${EXTRA_ARGS:-}
+mk() {
+  if command -v make >/dev/null; then
+    make "$1" "${MAKE_ARGS[@]}" EXTRA_ARGS="$EXTRA_ARGS"
+  else # no make on this machine: the exact command the target runs
+    local module=$1
+    [[ $module == import ]] && module=import_model
+    echo "(no make here) python3 -m pipeline.$module --config $CONFIG $EXTRA_ARGS"
+    # shellcheck disable=SC2086
+    python3 -m "pipeline.$module" --config "$CONFIG" $EXTRA_ARGS
+  fi
+}
+
+do_cpt_default() {
+  # The NeMo recipe's own batch settings (qwen25_500m.pretrain_recipe: micro 2, global 32, untied
+  # output layer) at seq 2048, in a WORK_DIR of its own that reuses the chain's data + import stamps.
+  local w=$WORK_DIR-recipe-default
+  mkdir -p "$w/stamps" && cp "$WORK_DIR/stamps/data.json" "$WORK_DIR/stamps/import.json" "$w/stamps/"
+  WORK_DIR=$w python3 -m pipeline.pretrain --config "$CONFIG" \
+    --set pretrain.micro_batch_size=2 --set pretrain.global_batch_size=32 --set pretrain.tie_embeddings=false \
+    --set "pretrain.max_steps=${CPT_DEFAULT_STEPS:-30}"
+}
+
+do_profile() {
+  python3 -m bench.gpu.profile_pretrain --config "$CONFIG" --steps "${PROFILE_STEPS:-8}" --out "$OUT/profile.json"
+}
+
+do_smoke() {
+  python3 -m bench.gpu.stack_smoke --hf-dir "$HF_RANDOM" --work "$WORK_DIR/smoke" --out "$OUT/smoke.json"
+}
+
+do_demo_bench() {
+  python3 -m bench.demo --work-dir "$WORK_DIR" --out "$OUT/demo_bench.json"
+}
+
+step install "" do_install
+# install exports PYTHONPATH only inside its own pipeline subshell: export it here as well
+if [[ ${STATUS[install]:-} == ok ]]; then
+  export PYTHONPATH=/tmp/site:$REPO/bench/gpu/lent_machine_compat/stubs:$REPO
+  export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
+  export MODEL_SOURCE=$HF_RANDOM # the import stage reads the base model from here
+fi
+step doctor "install" do_doctor
+step fixture "install" do_fixture
+step smoke "install fixture" do_smoke
+step anchor "" do_anchor
+step data "install" mk data
+step import "install fixture" mk import
+step pretrain "data import" mk pretrain
+step cpt_default "data import" do_cpt_default
+step lora "pretrain" mk lora
+step export "lora" mk export
+step eval "export" mk eval
+step handoff "eval" mk handoff
+step demo "export" mk demo
+step demo_bench "export" do_demo_bench
+step profile "data import" do_profile
+
+# everything small that tells what happened, in one file ($OUT keeps at most 8 files)
+tar -czf "$OUT/logs.tar.gz" -C "$WORK_DIR" bench-logs stamps \
+  $(cd "$WORK_DIR" && find runs plans export eval -maxdepth 4 \( -name '*.yaml' -o -name '*.json' -o -name '*.md' -o -name 'nemo_log*.txt' \) 2>/dev/null | head -200) \
+  2>/dev/null
+echo "=== chain summary"
+python3 -c "
+import json
+for r in json.load(open('$CHAIN_JSON')):
+    print(f\"{r['step']:<12} rc={r['rc']:>3} {r['seconds']:>7.1f} s  peak {r['peak_gpu_mem_mib']} MiB\")
+"
