@@ -1,0 +1,47 @@
+"""Text normalization: Unicode NFC, control characters, whitespace.
+
+Runs before the filters and the exact-duplicate hash, so two copies of an
+article that differ only in Unicode composition, a stray control character or
+spacing count as the same document. Full-width spaces (U+3000) are kept: they
+are meaningful in Japanese typesetting.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from nemo_curator.modifiers import DocumentModifier
+
+from jpqwen.data.config import NormalizeConfig
+
+# C0/C1 controls except \t and \n, plus zero-width chars and the BOM.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200d\u2060\ufeff]")
+_SPACES = re.compile("[ \t\u00a0]+")
+_LINE_EDGES = re.compile(" *\n *")
+
+
+def normalize_text(text: str, cfg: NormalizeConfig) -> str:
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if cfg.nfc and not unicodedata.is_normalized("NFC", text):
+        text = unicodedata.normalize("NFC", text)
+    if cfg.strip_control:
+        text = _CONTROL.sub("", text)
+    if cfg.collapse_spaces:
+        text = _LINE_EDGES.sub("\n", _SPACES.sub(" ", text)).strip()
+    if cfg.max_blank_lines >= 0:
+        limit = cfg.max_blank_lines + 1
+        text = re.sub("\n{%d,}" % (limit + 1), "\n" * limit, text)
+    return text
+
+
+class JapaneseNormalizer(DocumentModifier):
+    """:func:`normalize_text` as a NeMo Curator ``DocumentModifier`` (for ``Modify``)."""
+
+    def __init__(self, cfg: NormalizeConfig | None = None):
+        super().__init__()
+        self.cfg = cfg or NormalizeConfig()
+
+    def modify_document(self, text: str) -> str:
+        return normalize_text(text, self.cfg)

@@ -1,0 +1,116 @@
+"""Pass 2: tokenize the kept documents of each shard into Megatron parts, then merge.
+
+Workers write one part per (shard, split) with megatron-core's
+``IndexedDatasetBuilder`` (one document = its tokens + ``<|endoftext|>``, one
+sequence per document, int32 ids since the vocabulary exceeds 65,500). The main
+process merges the parts in shard order with ``add_index``, so the result is
+byte-identical whatever the number of workers. Part files are kept until the
+stage finishes so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from jpqwen.data.shards import candidate_texts, load_arrays, load_summary
+from jpqwen.data.tokenizer import QwenTokenizer
+
+SPLITS = ("train", "validation")
+_TOKENIZERS: dict[tuple[str, str], QwenTokenizer] = {}
+
+
+def get_tokenizer(tokenizer_dir: str, backend: str) -> QwenTokenizer:
+    key = (tokenizer_dir, backend)
+    if key not in _TOKENIZERS:
+        _TOKENIZERS[key] = QwenTokenizer(tokenizer_dir, backend)
+    return _TOKENIZERS[key]
+
+
+def part_prefix(parts: Path, index: int, split: str) -> Path:
+    return parts / f"{index:06d}_{split}"
+
+
+def part_done(parts: Path, index: int) -> bool:
+    return (parts / f"{index:06d}.json").is_file()
+
+
+def tokenize_shard(
+    shards: Path, parts: Path, index: int, keep: np.ndarray, tokenizer_dir: str, backend: str, jsonl_split: str
+) -> dict:
+    """Tokenize the kept candidates of shard ``index``; write its parts; return token counts."""
+    from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
+
+    tok = get_tokenizer(tokenizer_dir, backend)
+    arrays = load_arrays(shards, index)
+    summary = load_summary(shards, index)
+    split_of = arrays["cand_split"]
+    texts = candidate_texts(shards, index, arrays["cand_offsets"])
+    parts.mkdir(parents=True, exist_ok=True)
+    builders = {}
+    tmp_names = {}
+    for s, name in enumerate(SPLITS):
+        prefix = part_prefix(parts, index, name)
+        tmp_names[s] = (Path(f"{prefix}.bin.tmp"), Path(f"{prefix}.idx.tmp"), prefix)
+        builders[s] = IndexedDatasetBuilder(str(tmp_names[s][0]), dtype=np.int32)
+    stats = {name: {"documents": 0, "tokens": 0, "chars": 0} for name in SPLITS}
+    jsonl_lines: list[str] = []
+    want_jsonl = SPLITS.index(jsonl_split)
+    for i, text in enumerate(texts):
+        if not keep[i]:
+            continue
+        s = int(split_of[i])
+        ids = np.asarray(tok.encode_document(text), dtype=np.int32)
+        builders[s].add_document(ids, [ids.size])
+        st = stats[SPLITS[s]]
+        st["documents"] += 1
+        st["tokens"] += int(ids.size)
+        st["chars"] += len(text)
+        if s == want_jsonl:
+            meta = summary["validation_meta"].get(str(i)) if s == 1 else None
+            record = {"text": text, **(json.loads(meta) if meta else {})}
+            jsonl_lines.append(json.dumps(record, ensure_ascii=False))
+    for s, builder in builders.items():
+        bin_tmp, idx_tmp, prefix = tmp_names[s]
+        builder.finalize(str(idx_tmp))
+        os.replace(bin_tmp, f"{prefix}.bin")
+        os.replace(idx_tmp, f"{prefix}.idx")
+    jsonl_path = parts / f"{index:06d}_{jsonl_split}.jsonl"
+    jsonl_path.write_text("".join(line + "\n" for line in jsonl_lines), encoding="utf-8")
+    done = parts / f"{index:06d}.json"
+    done.write_text(json.dumps(stats), encoding="utf-8")
+    return stats
+
+
+def load_part_stats(parts: Path, index: int) -> dict:
+    return json.loads((parts / f"{index:06d}.json").read_text(encoding="utf-8"))
+
+
+def merge_parts(prefixes: list[Path], final_prefix: Path) -> Path:
+    """Concatenate parts (in the given order) into ``final_prefix``.{bin,idx}, atomically."""
+    from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
+
+    final_prefix.parent.mkdir(parents=True, exist_ok=True)
+    bin_tmp = Path(f"{final_prefix}.bin.tmp")
+    idx_tmp = Path(f"{final_prefix}.idx.tmp")
+    builder = IndexedDatasetBuilder(str(bin_tmp), dtype=np.int32)
+    for prefix in prefixes:
+        builder.add_index(str(prefix))
+    builder.finalize(str(idx_tmp))
+    os.replace(bin_tmp, f"{final_prefix}.bin")
+    os.replace(idx_tmp, f"{final_prefix}.idx")
+    return final_prefix
+
+
+def concat_files(paths: list[Path], dest: Path) -> Path:
+    tmp = dest.with_name(dest.name + ".tmp")
+    with open(tmp, "wb") as out:
+        for p in paths:
+            with open(p, "rb") as f:
+                while block := f.read(1 << 20):
+                    out.write(block)
+    os.replace(tmp, dest)
+    return dest
