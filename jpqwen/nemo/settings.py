@@ -39,6 +39,12 @@ class SlurmSettings:
     container_mounts: list[str] = field(default_factory=list)  # extra host:container mounts (WORK_DIR is added)
     job_dir: str | None = None  # where NeMo-Run writes the sbatch script (default <WORK_DIR>/runs/slurm)
 
+    def __post_init__(self):
+        # YAML 1.1 reads an unquoted 12:00:00 (e.g. from --set) as the sexagesimal int 43200
+        if isinstance(self.time, int):
+            h, rest = divmod(self.time, 3600)
+            self.time = f"{h:02d}:{rest // 60:02d}:{rest % 60:02d}"
+
 
 @dataclass
 class PretrainSettings:
