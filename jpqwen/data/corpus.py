@@ -208,7 +208,7 @@ def run_corpus(job: CorpusJob) -> CorpusResult:
         result.blank_lines += int(summary["blank_lines"])
         result.quarantined += int(np.count_nonzero(status == STATUS_QUARANTINED))
         result.quarantine.extend(summary["quarantine"])
-        for code, count in zip(*np.unique(status[status > 0], return_counts=True)):
+        for code, count in zip(*np.unique(status[status > 0], return_counts=True), strict=False):
             rejected[reasons[int(code) - 1]] += int(count)
         for reason, exs in summary["examples"].items():
             bucket = result.examples.setdefault(reason, [])

@@ -32,7 +32,7 @@ def normalize_text(text: str, cfg: NormalizeConfig) -> str:
         text = _LINE_EDGES.sub("\n", _SPACES.sub(" ", text)).strip()
     if cfg.max_blank_lines >= 0:
         limit = cfg.max_blank_lines + 1
-        text = re.sub("\n{%d,}" % (limit + 1), "\n" * limit, text)
+        text = re.sub(f"\n{{{limit + 1},}}", "\n" * limit, text)
     return text
 
 

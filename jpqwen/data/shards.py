@@ -231,4 +231,4 @@ def load_arrays(root: Path, index: int) -> dict[str, np.ndarray]:
 
 def candidate_texts(root: Path, index: int, offsets: np.ndarray) -> list[str]:
     blob = (shard_dir(root, index) / "texts.bin").read_bytes()
-    return [blob[a:b].decode("utf-8") for a, b in zip(offsets[:-1], offsets[1:])]
+    return [blob[a:b].decode("utf-8") for a, b in zip(offsets[:-1], offsets[1:], strict=False)]

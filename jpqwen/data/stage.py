@@ -227,6 +227,8 @@ def run(args: argparse.Namespace, cfg: dict, work: WorkDir) -> int:
         "mb_per_s": round(ja.bytes_in / 1e6 / max(seconds, 1e-9), 3),
         "japanese": corpus_card(ja),
         "filters": _filter_table(ja_profile),
+        # up to examples_per_filter documents per reason, with file + line (duplicates: + the copy kept)
+        "examples": {**ja.examples, **ja.duplicate_examples},
         "near_dedup": asdict(dc.near_dedup),
         "outputs": {k: v for k, v in outputs.items() if k != "tokenizer"},
     }
