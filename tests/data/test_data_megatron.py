@@ -1,0 +1,136 @@
+"""What `make data` writes is what Megatron and NeMo read: real readers, real dataset builders."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import SAMPLE_DIR, read_jsonl
+
+EOD = 151643
+
+
+@pytest.fixture(scope="module")
+def hf_tok(qwen_tokenizer_dir):
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(qwen_tokenizer_dir / "tokenizer.json"))
+    tok.encode_special_tokens = True
+    return tok
+
+
+def _read(prefix: str):
+    from megatron.core.datasets.indexed_dataset import IndexedDataset
+
+    return IndexedDataset(prefix)
+
+
+def test_validation_tokens_equal_tokenizer_output_with_eod(sample_run, hf_tok):
+    out = sample_run["outputs"]
+    ds = _read(out["validation_prefix"])
+    docs = read_jsonl(out["validation_jsonl"])
+    assert len(ds) == len(docs) == sample_run["card"]["japanese"]["documents"]["validation"]
+    for i, doc in enumerate(docs):
+        want = hf_tok.encode(doc["text"], add_special_tokens=False).ids + [EOD]
+        got = ds[i]
+        assert got.dtype == np.int32
+        assert got.tolist() == want
+
+
+def test_train_documents_are_kept_inputs_in_input_order(sample_run, hf_tok):
+    """Every train document decodes to a normalized input text, each once, in input order, ending in EOD."""
+    from jpqwen.data.config import NormalizeConfig
+    from jpqwen.data.normalize import normalize_text
+
+    inputs = []
+    for path in sorted((SAMPLE_DIR / "ja_wiki").glob("*.jsonl")):
+        for raw in path.read_bytes().split(b"\n"):
+            try:
+                import json
+
+                doc = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(doc, dict) and isinstance(doc.get("text"), str):
+                inputs.append(normalize_text(doc["text"], NormalizeConfig()))
+    position = {}
+    for i, text in enumerate(inputs):
+        position.setdefault(text, i)
+    ds = _read(sample_run["outputs"]["train_prefix"])
+    assert len(ds) == sample_run["card"]["japanese"]["documents"]["train"]
+    total = 0
+    last = -1
+    for i in range(len(ds)):
+        ids = ds[i]
+        assert ids[-1] == EOD and EOD not in ids[:-1].tolist()
+        text = hf_tok.decode(ids[:-1].tolist(), skip_special_tokens=False)
+        assert text in position, f"train doc {i} is not an input document"
+        assert position[text] > last, "train documents are not in input order"
+        last = position[text]
+        total += ids.size
+    assert total == sample_run["card"]["japanese"]["tokens"]["train"]
+    # the English replay prefix is a Megatron dataset too
+    en = _read(sample_run["outputs"]["en_replay_prefix"])
+    assert len(en) == sample_run["card"]["english"]["documents"]["train"] and en[0][-1] == EOD
+
+
+@pytest.fixture(scope="module")
+def nemo_tokenizer(qwen_tokenizer_dir):
+    from nemo.collections.common.tokenizers.huggingface.auto_tokenizer import AutoTokenizer
+
+    tok = AutoTokenizer(str(qwen_tokenizer_dir))
+    assert tok.eod == EOD
+    return tok
+
+
+def test_gpt_dataset_builds_seq_length_plus_one_samples(sample_run, nemo_tokenizer, tmp_path):
+    from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
+    from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
+
+    out = sample_run["outputs"]
+    seq = 64
+    config = GPTDatasetConfig(
+        random_seed=1234,
+        sequence_length=seq,
+        blend_per_split=[([out["train_prefix"]], None), ([out["validation_prefix"]], None), None],
+        tokenizer=nemo_tokenizer,
+        path_to_cache=str(tmp_path / "index_cache"),
+        reset_position_ids=False,
+        reset_attention_mask=False,
+        eod_mask_loss=False,
+        create_attention_mask=True,
+    )
+    train, val, _ = BlendedMegatronDatasetBuilder(GPTDataset, [20, 5, None], lambda: True, config).build()
+    assert len(train) >= 20 and len(val) >= 5
+    # a GPTDataset sample is seq_length+1 tokens read from the .bin, shifted into tokens/labels
+    raw = train._query_document_sample_shuffle_indices(0)[0]
+    assert raw.shape == (seq + 1,)
+    sample = train[0]
+    assert sample["tokens"].shape == (seq,) and sample["labels"].shape == (seq,)
+    assert np.array_equal(sample["tokens"][1:].numpy(), sample["labels"][:-1].numpy())
+    assert int(sample["tokens"].max()) < 151936
+
+
+def test_nemo_pretraining_data_module_builds_from_our_prefixes(sample_run, nemo_tokenizer, tmp_path):
+    """NeMo 2's real PreTrainingDataModule takes the stamped prefixes and builds its datasets (CPU)."""
+    from nemo.collections.llm.gpt.data.pre_training import PreTrainingDataModule
+
+    out = sample_run["outputs"]
+    dm = PreTrainingDataModule(
+        paths={
+            "train": [out["train_prefix"]],
+            "validation": [out["validation_prefix"]],
+            "test": [out["validation_prefix"]],
+        },
+        seq_length=64,
+        tokenizer=nemo_tokenizer,
+        micro_batch_size=1,
+        global_batch_size=2,
+        num_workers=0,
+        index_mapping_dir=str(tmp_path / "idx"),
+    )
+    dm.build(
+        trainer_max_steps=3, trainer_val_check_interval=2, trainer_limit_val_batches=1, trainer_limit_test_batches=1
+    )
+    assert len(dm._train_ds) >= 6 and len(dm._validation_ds) >= 2
+    sample = dm._train_ds[0]
+    assert sample["tokens"].shape == (64,)
