@@ -151,6 +151,8 @@ def run(args: argparse.Namespace, cfg: dict, work: WorkDir) -> int:
     ja_files = resolve_source(dc.source, dc.validation_files, dc.download_dir)
     en_files = english_files(dc.english.source)
     ja_profile, en_profile = _profiles(dc)
+    if any(f.validation for f in ja_files):
+        ja_profile.validation_fraction = 0.0  # the source's own validation file is the validation split
     identity = {"data": dc.identity(), "tokenizer": tokenizer_identity(tok_dir)}
     inputs = {"ja": [f.stat_key() + [f.validation] for f in ja_files], "en": [f.stat_key() for f in en_files]}
     stage = Stage("data", work, identity, inputs, force=getattr(args, "force", False))

@@ -1,0 +1,134 @@
+"""Stage behaviour: byte-identical outputs, resume after an interruption, broken gzip, bad sources."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import SAMPLE_DIR, read_jsonl, run_data
+
+OUTPUT_FILES = [
+    "ja_wiki_train_text_document.bin",
+    "ja_wiki_train_text_document.idx",
+    "ja_wiki_validation_text_document.bin",
+    "ja_wiki_validation_text_document.idx",
+    "ja_wiki_en_replay_text_document.bin",
+    "ja_wiki_en_replay_text_document.idx",
+    "validation.jsonl",
+    "en_validation.jsonl",
+    "quarantine.jsonl",
+]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """The sample as a mix of .jsonl and .jsonl.gz files."""
+    d = tmp_path_factory.mktemp("corpus")
+    for i, path in enumerate(sorted((SAMPLE_DIR / "ja_wiki").glob("*.jsonl"))):
+        if i % 2 == 0:
+            (d / (path.name + ".gz")).write_bytes(gzip.compress(path.read_bytes(), mtime=0))
+        else:
+            shutil.copyfile(path, d / path.name)
+    return d
+
+
+def _digests(work_root: Path) -> dict[str, str]:
+    return {name: hashlib.sha256((work_root / "data" / name).read_bytes()).hexdigest() for name in OUTPUT_FILES}
+
+
+def test_outputs_byte_identical_across_runs_and_worker_counts(corpus, tmp_path, qwen_tokenizer_dir):
+    common = (f"data.tokenizer={qwen_tokenizer_dir}", "data.chunk_mb=0.03")
+    runs = {}
+    for name, workers in (("one", 1), ("two", 2), ("two_again", 2)):
+        assert run_data(tmp_path / name, *common, source=str(corpus), workers=workers) == 0
+        runs[name] = _digests(tmp_path / name)
+    assert runs["one"] == runs["two"] == runs["two_again"]
+    chunks = __import__("json").loads((tmp_path / "one" / "data" / "data_card.json").read_text())["japanese"]["chunks"]
+    assert chunks >= 6  # the corpus really was cut into several parts merged in order
+
+
+def test_interrupted_run_resumes_from_finished_shards(corpus, tmp_path, qwen_tokenizer_dir, monkeypatch):
+    import jpqwen.data.corpus as corpus_mod
+
+    common = (f"data.tokenizer={qwen_tokenizer_dir}", "data.chunk_mb=0.03")
+    real = corpus_mod.process_chunk
+    seen: list[int] = []
+
+    def interrupted(chunk, profile, *args):
+        if chunk.index == 3:
+            raise KeyboardInterrupt  # what Ctrl-C does mid-run
+        seen.append(chunk.index)
+        return real(chunk, profile, *args)
+
+    monkeypatch.setattr(corpus_mod, "process_chunk", interrupted)
+    assert run_data(tmp_path / "w", *common, source=str(corpus), workers=1) == 130
+    assert seen == [0, 1, 2]
+    assert not (tmp_path / "w" / "stamps" / "data.json").exists()
+
+    seen.clear()
+
+    def counted(chunk, profile, *args):
+        if profile.name == "ja":
+            seen.append(chunk.index)
+        return real(chunk, profile, *args)
+
+    monkeypatch.setattr(corpus_mod, "process_chunk", counted)
+    assert run_data(tmp_path / "w", *common, source=str(corpus), workers=1) == 0
+    assert seen and min(seen) == 3  # Japanese chunks 0-2 were not processed again
+    assert run_data(tmp_path / "ref", *common, source=str(corpus), workers=1) == 0
+    assert _digests(tmp_path / "w") == _digests(tmp_path / "ref")
+    assert not (tmp_path / "w" / "data" / ".cache").exists()  # work files go once the stage is done
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupt"])
+def test_broken_gzip_fails_naming_the_file(corpus, tmp_path, qwen_tokenizer_dir, capsys, damage):
+    src = tmp_path / "src"
+    shutil.copytree(corpus, src)
+    gz = sorted(src.glob("*.gz"))[0]
+    blob = gz.read_bytes()
+    if damage == "truncated":
+        gz.write_bytes(blob[: len(blob) * 2 // 3])
+    else:
+        mid = len(blob) // 2
+        gz.write_bytes(blob[:mid] + bytes(b ^ 0x5A for b in blob[mid : mid + 64]) + blob[mid + 64 :])
+    rc = run_data(tmp_path / "w", f"data.tokenizer={qwen_tokenizer_dir}", source=str(src))
+    err = capsys.readouterr().err
+    assert rc != 0
+    assert str(gz) in err and "incomplete" in err
+    assert not (tmp_path / "w" / "stamps" / "data.json").exists()
+    assert not (tmp_path / "w" / "data" / "ja_wiki_train_text_document.bin").exists()
+
+
+def test_source_matching_nothing_is_a_clear_error(tmp_path, capsys):
+    rc = run_data(tmp_path / "w", source=str(tmp_path / "nothing" / "*.jsonl.gz"))
+    assert rc == 2
+    assert "matches no .jsonl or .jsonl.gz file" in capsys.readouterr().err
+
+
+def test_unknown_config_key_names_the_section(tmp_path, capsys):
+    rc = run_data(tmp_path / "w", "data.filters.min_charz=3")
+    assert rc == 2 and "min_charz" in capsys.readouterr().err
+
+
+def test_validation_file_becomes_the_validation_split(tmp_path, qwen_tokenizer_dir):
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copyfile(SAMPLE_DIR / "ja_wiki" / "clean_a.jsonl", src / "train_0.jsonl")
+    shutil.copyfile(SAMPLE_DIR / "ja_wiki" / "clean_b.jsonl", src / "validation_0.jsonl")
+    # the validation file is read first; a train copy of a validation document is the duplicate
+    lines = (SAMPLE_DIR / "ja_wiki" / "clean_b.jsonl").read_text(encoding="utf-8").splitlines()
+    with open(src / "train_0.jsonl", "a", encoding="utf-8") as f:
+        f.write(lines[0] + "\n")
+    assert run_data(tmp_path / "w", f"data.tokenizer={qwen_tokenizer_dir}", source=str(src)) == 0
+    card = __import__("json").loads((tmp_path / "w" / "data" / "data_card.json").read_text())
+    ja = card["japanese"]
+    assert card["validation_files"] == [str(src / "validation_0.jsonl")]
+    val = read_jsonl(tmp_path / "w" / "data" / "validation.jsonl")
+    # no hash split on top of a validation file: every validation doc comes from it, and most of it is there
+    assert len(val) == ja["documents"]["validation"] > 0.9 * len(lines)
+    assert all(v["id"].startswith("b-") for v in val)
+    dup = card["examples"]["duplicate_exact"][0]
+    assert dup["file"].endswith("train_0.jsonl") and dup["duplicate_of"]["file"].endswith("validation_0.jsonl")
