@@ -281,11 +281,18 @@ def _launch(built: Built, work: WorkDir, force: bool, metrics: dict[str, Any]) -
             f"{built.stage}: training wrote no checkpoint under {built.exp_dir / 'checkpoints'}",
             hint=f"see the NeMo-Run log under {os.environ['NEMORUN_HOME']}/experiments and {built.exp_dir}",
         ) from exc
+    steps = int(built.stage_config["steps"])
+    final_step = upstream.checkpoint_step(final) or 0
+    if final_step < steps - 1:  # an older checkpoint of an interrupted attempt is not the final one
+        raise JpqwenError(
+            f"{built.stage}: the newest checkpoint {final.name} is at step {final_step} of {steps}: training stopped early",
+            hint=f"see the NeMo-Run log under {os.environ['NEMORUN_HOME']}/experiments; run again to resume from it",
+        )
     stage.finish(
         {"checkpoint": str(final), "log_dir": str(built.exp_dir), "recipe_yaml": str(recipe_yaml)},
         {
             **metrics,
-            "final_step": upstream.checkpoint_step(final),
+            "final_step": final_step,
             "environment_changes": [c.describe() for c in built.changes],
         },
     )

@@ -26,30 +26,6 @@ HERMETIC = {"WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", "JPQWEN_ENV_FILE": "
 CLEAR = ("WANDB_API_KEY", "WANDB_MODE", "WANDB_PROJECT", "WANDB_ENTITY", "WANDB_TAGS", "MAX_STEPS", "TOKENS", "GPUS")
 
 
-@pytest.fixture(scope="module")
-def llm():
-    from nemo.collections import llm
-
-    return llm
-
-
-@pytest.fixture(scope="module")
-def process_group():
-    """A one-rank gloo group: megatron-core's dataset builder and model code ask for ranks."""
-    import os
-
-    import torch.distributed as dist
-
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    os.environ.setdefault("MASTER_PORT", "29517")
-    started = not dist.is_initialized()
-    if started:
-        dist.init_process_group("gloo", rank=0, world_size=1)
-    yield
-    if started:
-        dist.destroy_process_group()
-
-
 def _megatron_dataset(prefix: Path, docs: int, seed: int) -> str:
     import torch
     from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
@@ -256,33 +232,27 @@ def test_val_and_checkpoint_cadence_and_keep_last(upstream):
 # ---------------------------------------------------------------- embeddings
 
 
-def test_tied_embeddings_match_hf_parameter_count_and_restore_keys(llm, process_group):
+def test_tied_embeddings_match_hf_parameter_count_and_restore_keys(llm, model_parallel):
     """Build Megatron's real GPT model (meta device) from NeMo's Qwen25Config500M, tied and untied."""
+    import fiddle as fdl
     import torch
-    from megatron.core import parallel_state
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     from jpqwen.fixtures import QWEN25_05B
     from jpqwen.nemo.recipes import model_config
 
-    parallel_state.initialize_model_parallel(1, 1)
-    try:
-        counts, keys = {}, {}
-        for tie in (False, True):
-            import fiddle as fdl
-
-            cfg = fdl.build(model_config(2048, tie).config)
-            cfg.use_cpu_initialization, cfg.perform_initialization = True, False
-            with torch.device("meta"):
-                model = cfg.configure_model(None)
-            counts[tie] = sum(p.numel() for p in model.parameters())
-            keys[tie] = {
-                k: tuple(v.global_shape) for k, v in model.sharded_state_dict().items() if hasattr(v, "global_shape")
-            }
-        with torch.device("meta"):
-            hf = Qwen2ForCausalLM(Qwen2Config(**QWEN25_05B))
-    finally:
-        parallel_state.destroy_model_parallel()
+    counts, keys = {}, {}
+    for tie in (False, True):
+        cfg = fdl.build(model_config(2048, tie).config)
+        cfg.use_cpu_initialization, cfg.perform_initialization = True, False
+        with torch.device("meta"):  # shapes only, no memory
+            model = cfg.configure_model(None)
+        counts[tie] = sum(p.numel() for p in model.parameters())
+        keys[tie] = {
+            k: tuple(v.global_shape) for k, v in model.sharded_state_dict().items() if hasattr(v, "global_shape")
+        }
+    with torch.device("meta"):
+        hf = Qwen2ForCausalLM(Qwen2Config(**QWEN25_05B))
     assert counts[False] == 630_167_424  # NeMo's default: a separate 136 M LM head
     assert counts[True] == sum(p.numel() for p in hf.parameters()) == 494_032_768  # = HF Qwen2.5-0.5B
     # the importer writes the untied layout; the tied model asks for a subset of it, same shapes

@@ -1,0 +1,96 @@
+"""Tied embeddings end to end on CPU: HF -> NeMo import layout -> tied restore -> HF export, bit-identical.
+
+Uses NeMo 2.3.1's own HFQwen2Importer.convert_state and Megatron's real GPT
+modules (local spec, as on a machine without Transformer Engine), a random tiny
+HF Qwen2 with tied embeddings like Qwen2.5-0.5B, and HF's forward pass.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+def _mcore(llm, tie: bool):
+    cfg = llm.Qwen2Config(
+        num_layers=2,
+        hidden_size=64,
+        ffn_hidden_size=128,
+        num_attention_heads=4,
+        num_query_groups=2,
+        share_embeddings_and_output_weights=tie,
+        use_cpu_initialization=True,
+        perform_initialization=False,
+        bf16=False,
+        params_dtype=torch.float32,
+    )
+    return cfg.configure_model(None)
+
+
+@pytest.fixture
+def chain(llm, model_parallel, tiny_qwen_dir):
+    from nemo.collections.llm.gpt.model.qwen2 import HFQwen2Importer
+    from transformers import AutoModelForCausalLM
+
+    hf = AutoModelForCausalLM.from_pretrained(tiny_qwen_dir, torch_dtype=torch.float32)
+    assert hf.config.tie_word_embeddings
+    untied = _mcore(llm, tie=False)
+    HFQwen2Importer(str(tiny_qwen_dir)).convert_state(hf, untied)  # what `make import` writes
+    tied = _mcore(llm, tie=True)
+    state = {k: v for k, v in untied.state_dict().items() if k != "output_layer.weight"}
+    missing_unexpected = tied.load_state_dict(state, strict=True)  # what the pretrain restore loads
+    return hf, untied, tied, missing_unexpected
+
+
+def test_import_writes_untied_copy_and_tied_model_restores_strictly(chain):
+    hf, untied, tied, result = chain
+    sd = untied.state_dict()
+    assert torch.equal(sd["output_layer.weight"], sd["embedding.word_embeddings.weight"])
+    assert not result.missing_keys and not result.unexpected_keys
+    assert "output_layer.weight" not in tied.state_dict()
+
+
+def test_tied_export_reproduces_the_hf_model(chain, tiny_qwen_dir):
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
+    from jpqwen.nemo.hf_export import is_tied, tied_aware_exporter
+
+    hf, _, tied, _ = chain
+    assert is_tied(tied)
+    target = AutoModelForCausalLM.from_config(
+        Qwen2Config(**{**hf.config.to_dict(), "tie_word_embeddings": False}), torch_dtype=torch.float32
+    )
+    out = tied_aware_exporter(tiny_qwen_dir).convert_state(tied, target)
+    assert out.config.tie_word_embeddings and out.lm_head.weight is out.model.embed_tokens.weight
+    a, b = hf.state_dict(), out.state_dict()
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+    ids = torch.randint(0, 151_000, (2, 12), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        # same weights; kernels may differ in summation order (split tensors are views with other strides)
+        torch.testing.assert_close(hf(ids).logits, out(ids).logits, rtol=1e-5, atol=1e-5)
+    assert sum(p.numel() for p in out.parameters()) == sum(p.numel() for p in hf.parameters())
+
+
+def test_nemo_stock_exporter_cannot_export_the_tied_model(chain, tiny_qwen_dir):
+    """Why jpqwen ships its exporter: NeMo 2.3.1's HFQwen2Exporter fails on this model."""
+    from nemo.collections.llm.gpt.model.qwen2 import HFQwen2Exporter
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
+    hf, _, tied, _ = chain
+    target = AutoModelForCausalLM.from_config(Qwen2Config(**{**hf.config.to_dict(), "tie_word_embeddings": False}))
+    with pytest.raises((ValueError, IndexError, RuntimeError)):
+        HFQwen2Exporter(str(tiny_qwen_dir)).convert_state(tied, target)
+
+
+def test_untied_export_keeps_the_separate_head(chain, tiny_qwen_dir):
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
+    from jpqwen.nemo.hf_export import tied_aware_exporter
+
+    hf, untied, _, _ = chain
+    target = AutoModelForCausalLM.from_config(
+        Qwen2Config(**{**hf.config.to_dict(), "tie_word_embeddings": False}), torch_dtype=torch.float32
+    )
+    out = tied_aware_exporter(tiny_qwen_dir).convert_state(untied, target)
+    assert not out.config.tie_word_embeddings and out.lm_head.weight is not out.model.embed_tokens.weight
+    assert torch.equal(out.lm_head.weight, hf.lm_head.weight)
