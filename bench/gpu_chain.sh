@@ -144,6 +144,20 @@ from jpqwen.fixtures import make_random_qwen2
 # fp32 on disk: without Transformer Engine NeMo's importer keeps RMSNorm weights in fp32 and
 # refuses a bf16 source ("dtype mismatch between source and target state dicts")
 out = make_random_qwen2(sys.argv[1], preset="qwen2.5-0.5b", dtype="float32")
+# HF initialises every RMSNorm weight to 1.0, NeMo too: a converter that drops norm weights would go
+# unseen. Give them random values (as trained weights have) so the export parity check would catch it.
+import torch
+from safetensors.torch import load_file, save_file
+for f in out.glob("*.safetensors"):
+    state = load_file(f)
+    g = torch.Generator().manual_seed(0)
+    n = 0
+    for k, v in state.items():
+        if "norm" in k:
+            state[k] = v * (1 + 0.1 * torch.randn(v.shape, generator=g))
+            n += 1
+    save_file(state, f, metadata={"format": "pt"})
+    print(f"fixture: {n} norm weights perturbed in {f.name}")
 cfg = json.load(open(out / "config.json"))
 print(f"fixture: {out} in {time.time() - t:.1f} s; {cfg['num_hidden_layers']} layers, hidden {cfg['hidden_size']}, "
       f"vocab {cfg['vocab_size']}, tied {cfg['tie_word_embeddings']}, torch_dtype {cfg.get('torch_dtype')}")

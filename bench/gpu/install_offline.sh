@@ -21,7 +21,9 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --tar
 # megatron-core compiles its dataset helper (C++/pybind11) against this python
 python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-cache-dir --target "$SITE" \
   "$WHEELS"/megatron_core-*.tar.gz
-python3 "$REPO/bench/gpu/lent_machine_compat/apply.py" --site "$SITE"
+# LENT_COMPAT_ENABLE: ids of opt-in fixes to apply too (see lent_machine_compat/apply.py)
+python3 "$REPO/bench/gpu/lent_machine_compat/apply.py" --site "$SITE" \
+  $(for id in ${LENT_COMPAT_ENABLE:-}; do printf -- '--enable %s ' "$id"; done)
 export PYTHONPATH=$SITE:$REPO/bench/gpu/lent_machine_compat/stubs:$REPO${PYTHONPATH:+:$PYTHONPATH}
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
 echo "install_offline: $(ls "$WHEELS" | wc -l) packages into $SITE in $(( $(date +%s) - t0 )) s"

@@ -54,7 +54,7 @@ def main() -> int:
         timed(
             "import_ckpt",
             lambda: llm.import_ckpt(
-                model=llm.qwen25_500m.model(), source=f"hf://{args.hf_dir}", output_path=str(nemo_dir), overwrite=True
+                model=llm.Qwen2Model(llm.Qwen25Config500M()), source=f"hf://{args.hf_dir}", output_path=str(nemo_dir), overwrite=True
             ),
         )
         timed(
