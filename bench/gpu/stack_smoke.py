@@ -54,7 +54,10 @@ def main() -> int:
         timed(
             "import_ckpt",
             lambda: llm.import_ckpt(
-                model=llm.Qwen2Model(llm.Qwen25Config500M()), source=f"hf://{args.hf_dir}", output_path=str(nemo_dir), overwrite=True
+                model=llm.Qwen2Model(llm.Qwen25Config500M()),
+                source=f"hf://{args.hf_dir}",
+                output_path=str(nemo_dir),
+                overwrite=True,
             ),
         )
         timed(
@@ -83,6 +86,7 @@ def main() -> int:
     except Exception:
         pass
     save()
+    failed = [k for k, v in res.items() if isinstance(v, dict) and v.get("ok") is False]
     print(
         json.dumps(
             {
@@ -93,7 +97,7 @@ def main() -> int:
             ensure_ascii=False,
         )
     )
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
