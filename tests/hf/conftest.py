@@ -38,21 +38,41 @@ def prompt_files(tmp_path) -> dict[str, Path]:
     return {"ja": ja, "en": en}
 
 
-def record(work: WorkDir, name: str, outputs: dict) -> Path:
+def record(work: WorkDir, name: str, outputs: dict, config=None, metrics=None) -> Path:
     """Write an upstream stage record with the real Stage bookkeeping."""
-    return Stage(name, work, config={"test": True}, inputs=None).finish(outputs)
+    return Stage(name, work, config=config or {"test": True}, inputs=None).finish(outputs, metrics)
+
+
+def build_upstream(work: WorkDir, stage_models: dict[str, Path], scratch: Path) -> WorkDir:
+    """Records of finished import, data and export stages (tiny models, sample data)."""
+    record(work, "import", {"hf_dir": str(stage_models["base"])})
+    ja = scratch / "validation.jsonl"
+    ja.write_text((SAMPLE / "ja_wiki" / "clean_b.jsonl").read_text(encoding="utf-8"), encoding="utf-8")
+    en = scratch / "en_validation.jsonl"
+    en.write_text((SAMPLE / "en" / "en_wiki.jsonl").read_text(encoding="utf-8"), encoding="utf-8")
+    record(work, "data", {"validation_jsonl": str(ja), "en_validation_jsonl": str(en)})
+    parity = scratch / "parity.json"
+    parity.write_text(json.dumps({"continued": {"passed": True}, "lora_merged": {"passed": True}}), encoding="utf-8")
+    record(work, "export", {"models": {k: str(v) for k, v in stage_models.items()}, "parity": str(parity)})
+    return work
 
 
 @pytest.fixture
 def upstream(work, stage_models, tmp_path) -> WorkDir:
-    """A work dir where import, data and export have finished (tiny models, sample data)."""
-    record(work, "import", {"hf_dir": str(stage_models["base"])})
-    ja = tmp_path / "validation.jsonl"
-    ja.write_text((SAMPLE / "ja_wiki" / "clean_b.jsonl").read_text(encoding="utf-8"), encoding="utf-8")
-    en = tmp_path / "en_validation.jsonl"
-    en.write_text((SAMPLE / "en" / "en_wiki.jsonl").read_text(encoding="utf-8"), encoding="utf-8")
-    record(work, "data", {"validation_jsonl": str(ja), "en_validation_jsonl": str(en)})
-    parity = tmp_path / "parity.json"
-    parity.write_text(json.dumps({"continued": {"passed": True}, "lora_merged": {"passed": True}}), encoding="utf-8")
-    record(work, "export", {"models": {k: str(v) for k, v in stage_models.items()}, "parity": str(parity)})
-    return work
+    """A work dir where import, data and export have finished."""
+    return build_upstream(work, stage_models, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def upstream_builder():
+    return build_upstream
+
+
+@pytest.fixture(scope="session")
+def write_record():
+    """``write_record(work, stage, outputs, config=None, metrics=None)``: an upstream stage record."""
+
+    def _write(work: WorkDir, name: str, outputs: dict, config=None, metrics=None) -> Path:
+        return record(work, name, outputs, config, metrics)
+
+    return _write
