@@ -331,6 +331,7 @@ def lora_recipe(
         global_batch_size=s.global_batch_size,
         num_workers=s.num_workers,
         seed=seed,
+        dataset_kwargs={"prompt_template": s.prompt_template},  # loss on the output tokens only (NeMo default)
     )
     # optim/schedule
     cosine_schedule(recipe, steps, min(s.warmup_steps, max(1, steps // 10)), s.lr, s.min_lr)

@@ -98,6 +98,8 @@ class LoraSettings:
     input_fields: list[str] = field(default_factory=lambda: ["instruction", "input"])  # HF id: joined by newline
     output_field: str = "output"  # HF id: the answer column
     validation_fraction: float = 0.05  # held out when no validation file is given
+    # how a pair becomes one training text (loss on the output only); demo/eval prompts must match it
+    prompt_template: str = "{input}\n{output}"
     # LoRA
     dim: int = 32  # rank
     alpha: int = 32
@@ -127,6 +129,10 @@ class LoraSettings:
             raise ConfigError(f"lora.dropout must be in [0, 1), got {self.dropout}")
         if not self.target_modules:
             raise ConfigError("lora.target_modules is empty: LoRA would train nothing")
+        if "{input}" not in self.prompt_template or not self.prompt_template.rstrip().endswith("{output}"):
+            raise ConfigError(
+                f"lora.prompt_template must contain {{input}} and end with {{output}}: {self.prompt_template!r}"
+            )
 
 
 _SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9, "t": 10**12}

@@ -8,6 +8,7 @@ LoRA sample.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -404,6 +405,17 @@ def test_lora_data_module_on_prepared_jsonl(upstream):
     assert (root / "training.jsonl").is_file() and (root / "validation.jsonl").is_file()
     dm = fdl.build(b.recipe.data)
     assert dm.train_path == root / "training.jsonl" and dm.seq_length == 2048
+    assert dm.dataset_kwargs == {"prompt_template": "{input}\n{output}"}
+    # NeMo's real SFT dataset on our jsonl: the prompt template, and loss on the answer tokens only
+    dm.tokenizer = fdl.build(b.recipe.data.tokenizer)
+    ds = dm._create_dataset(dm.train_path, **dm.dataset_kwargs)
+    item = ds[0]
+    pair = json.loads((root / "training.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    ids, answer_start = item["input_ids"], item["answer_start_idx"]
+    assert dm.tokenizer.ids_to_text(ids[:answer_start]).strip() == pair["input"]
+    assert pair["output"][:20] in dm.tokenizer.ids_to_text(ids[answer_start:])
+    assert ids[-1] == dm.tokenizer.eos_id
+    assert len(ds) == len((root / "training.jsonl").read_text(encoding="utf-8").splitlines())
     assert b.recipe.data.tokenizer.pretrained_model_name == b.stage_inputs["tokenizer"]
 
 
