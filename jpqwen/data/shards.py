@@ -106,22 +106,33 @@ def _validation_by_hash(h: bytes, fraction: float) -> bool:
     return int.from_bytes(h[:8], "little") % 1_000_000 < round(fraction * 1_000_000)
 
 
-def process_chunk(chunk: Chunk, profile: Profile, root: Path, hasher: MinHasher | None) -> dict:
-    """Parse, normalize, filter and hash one chunk; write its shard; return its summary."""
-    lines_no: list[int] = []
-    status: list[int] = []
-    chars: list[int] = []
-    cand_hash: list[bytes] = []
-    cand_bands: list[np.ndarray] = []
-    cand_split: list[int] = []
-    offsets = [0]
-    texts = bytearray()
-    quarantine: list[dict] = []
-    examples: dict[str, list[dict]] = {}
-    validation_meta: dict[int, str] = {}
-    blank = 0
-    k = profile.examples_per_filter
+@dataclass
+class ParsedLine:
+    line: int  # 1-based line number in its file
+    reason: str | None  # why it is quarantined, or None
+    text: str  # the raw text ("" when quarantined)
+    meta: dict  # the other fields of the JSON object
+    excerpt: str = ""  # start of the raw line (quarantined lines only)
 
+
+@dataclass(frozen=True)
+class ChunkInfo:
+    index: int
+    file_index: int
+    path: str
+    validation: bool
+    first_line: int
+    nbytes: int
+
+    @classmethod
+    def of(cls, chunk: Chunk) -> ChunkInfo:
+        return cls(chunk.index, chunk.file_index, chunk.path, chunk.validation, chunk.first_line, len(chunk.data))
+
+
+def parse_chunk(chunk: Chunk) -> tuple[list[ParsedLine], int]:
+    """Parse every line; malformed ones get a quarantine reason. Returns (lines, blank line count)."""
+    out: list[ParsedLine] = []
+    blank = 0
     for i, raw in enumerate(chunk.data.split(b"\n")[:-1]):
         line = chunk.first_line + i
         if not raw.strip():
@@ -144,17 +155,57 @@ def process_chunk(chunk: Chunk, profile: Profile, root: Path, hasher: MinHasher 
                 reason = "no 'text' field"
             elif not isinstance(doc["text"], str):
                 reason = f"'text' is {type(doc['text']).__name__}, not a string"
-        lines_no.append(line)
         if reason is not None:
+            out.append(ParsedLine(line, reason, "", {}, raw[:120].decode("utf-8", "replace")))
+        else:
+            assert isinstance(doc, dict)
+            text = doc.pop("text")
+            out.append(ParsedLine(line, None, text, doc))
+    return out, blank
+
+
+def process_chunk(chunk: Chunk, profile: Profile, root: Path, hasher: MinHasher | None) -> dict:
+    """Parse, normalize, filter and hash one chunk; write its shard; return its summary."""
+    parsed, blank = parse_chunk(chunk)
+    texts = [normalize_text(p.text, profile.normalize) if p.reason is None else "" for p in parsed]
+    failures = [
+        first_failure(t, profile.filters) if p.reason is None else None for p, t in zip(parsed, texts, strict=False)
+    ]
+    return write_shard(ChunkInfo.of(chunk), parsed, texts, failures, blank, profile, root, hasher)
+
+
+def write_shard(
+    chunk: ChunkInfo,
+    parsed: list[ParsedLine],
+    normalized: list[str],
+    failures: list[tuple[int, float] | None],
+    blank: int,
+    profile: Profile,
+    root: Path,
+    hasher: MinHasher | None,
+) -> dict:
+    """Hash the candidates and write the shard of one chunk (shared by both executors)."""
+    lines_no: list[int] = []
+    status: list[int] = []
+    chars: list[int] = []
+    cand_hash: list[bytes] = []
+    cand_bands: list[np.ndarray] = []
+    cand_split: list[int] = []
+    offsets = [0]
+    texts = bytearray()
+    quarantine: list[dict] = []
+    examples: dict[str, list[dict]] = {}
+    validation_meta: dict[int, str] = {}
+    k = profile.examples_per_filter
+
+    for p, text, failed in zip(parsed, normalized, failures, strict=False):
+        lines_no.append(p.line)
+        if p.reason is not None:
             status.append(STATUS_QUARANTINED)
             chars.append(0)
-            quarantine.append(
-                {"file": chunk.path, "line": line, "reason": reason, "excerpt": raw[:120].decode("utf-8", "replace")}
-            )
+            quarantine.append({"file": chunk.path, "line": p.line, "reason": p.reason, "excerpt": p.excerpt})
             continue
-        text = normalize_text(doc["text"], profile.normalize)
         chars.append(len(text))
-        failed = first_failure(text, profile.filters)
         if failed is not None:
             fi, score = failed
             status.append(fi + 1)
@@ -163,8 +214,8 @@ def process_chunk(chunk: Chunk, profile: Profile, root: Path, hasher: MinHasher 
                 bucket.append(
                     {
                         "file": chunk.path,
-                        "line": line,
-                        "id": doc.get("id"),
+                        "line": p.line,
+                        "id": p.meta.get("id"),
                         "score": round(float(score), 4),
                         "excerpt": text[:160],
                     }
@@ -175,11 +226,10 @@ def process_chunk(chunk: Chunk, profile: Profile, root: Path, hasher: MinHasher 
         cand_hash.append(h)
         if hasher is not None:
             cand_bands.append(hasher.bands(text))
-        is_val = chunk.validation or (not chunk.validation and _validation_by_hash(h, profile.validation_fraction))
+        is_val = chunk.validation or _validation_by_hash(h, profile.validation_fraction)
         cand_split.append(1 if is_val else 0)
         if is_val:
-            meta = {key: value for key, value in doc.items() if key != "text"}
-            validation_meta[len(cand_hash) - 1] = json.dumps(meta, ensure_ascii=False, sort_keys=True)
+            validation_meta[len(cand_hash) - 1] = json.dumps(p.meta, ensure_ascii=False, sort_keys=True)
         texts += text.encode("utf-8")
         offsets.append(len(texts))
 
@@ -189,7 +239,7 @@ def process_chunk(chunk: Chunk, profile: Profile, root: Path, hasher: MinHasher 
         "file": chunk.path,
         "file_index": chunk.file_index,
         "first_line": chunk.first_line,
-        "bytes": len(chunk.data),
+        "bytes": chunk.nbytes,
         "blank_lines": blank,
         "documents": len(status),
         "candidates": len(cand_hash),
