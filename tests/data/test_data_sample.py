@@ -150,3 +150,16 @@ def test_stamp_records_config_and_fingerprint(sample_run):
     assert stamp["stage"] == "data" and len(stamp["fingerprint"]) == 64
     assert stamp["config"]["data"]["filters"]["min_chars"] == 400
     assert json.dumps(stamp).count(str(DEFECTS)) >= 1  # inputs are listed
+
+
+def test_data_card_is_logged_to_wandb_offline(sample_run, tmp_path):
+    """The card goes to W&B through jpqwen.monitoring; without a key it is an offline run under WORK_DIR/wandb."""
+    from jpqwen.data.config import DataConfig
+    from jpqwen.data.stage import _log_wandb
+    from jpqwen.paths import WorkDir
+
+    work = WorkDir(tmp_path / "w")
+    _log_wandb(work, {"run": {"name": "t"}}, DataConfig(), sample_run["card"], Path(sample_run["outputs"]["data_card_png"]))
+    runs = list((work.wandb / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    assert any(p.suffix == ".wandb" for p in runs[0].iterdir())
