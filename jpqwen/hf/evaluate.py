@@ -62,7 +62,7 @@ def eval_models(work: WorkDir, wanted: list[str]) -> dict[str, str]:
 
 def run(args, cfg: dict, work: WorkDir) -> int:
     from jpqwen.hf.models import dir_signature
-    from jpqwen.hf.prompts import load_prompts, resolve
+    from jpqwen.hf.prompts import lora_template, resolve
 
     ecfg = section(cfg, "eval", EvalConfig)
     models = eval_models(work, ecfg.stages)
@@ -76,14 +76,17 @@ def run(args, cfg: dict, work: WorkDir) -> int:
         "validation_jsonl": [ja_path, _stat(ja_path)],
         "en_validation_jsonl": [en_path, _stat(en_path)] if en_path else None,
         "prompts": {k: [str(p), _stat(p)] for k, p in prompt_files.items()},
+        "prompt_template": lora_template(work),
     }
     stage = Stage("eval", work, {"eval": to_jsonable(ecfg), "run": cfg.get("run", {})}, inputs, force=args.force)
     if stage.up_to_date():
         log.info("eval is up to date (%s); --force to redo", stage.stamp_path)
         stage.stamp_path.touch()
         return 0
+    from jpqwen.hf.prompts import load_prompts
+
     prompts = {lang: load_prompts(p) for lang, p in prompt_files.items()}
-    results = evaluate(models, ja_path, en_path, prompts, ecfg)
+    results = evaluate(models, ja_path, en_path, prompts, ecfg, inputs["prompt_template"])
     out = write_outputs(work.eval, results)
     if ecfg.wandb:
         log_to_wandb(work, cfg, results, out)
@@ -96,8 +99,14 @@ def run(args, cfg: dict, work: WorkDir) -> int:
 
 
 def evaluate(
-    models: dict[str, str], ja_path: str, en_path: str | None, prompts: dict[str, list[str]], ecfg: EvalConfig
+    models: dict[str, str],
+    ja_path: str,
+    en_path: str | None,
+    prompts: dict[str, list],
+    ecfg: EvalConfig,
+    template: str = "{input}\n{output}",
 ) -> dict[str, Any]:
+    """``prompts``: {lang: [jpqwen.hf.prompts.Prompt]}; instruction prompts are wrapped in ``template``."""
     from jpqwen.hf.bpc import bits_per_char, read_jsonl_texts
     from jpqwen.hf.generation import Decoder
     from jpqwen.hf.models import load_model
@@ -105,7 +114,7 @@ def evaluate(
     ja_texts = read_jsonl_texts(ja_path, max_docs=ecfg.max_docs_ja or None)
     en_texts = read_jsonl_texts(en_path, max_docs=ecfg.max_docs_en or None) if en_path else []
     results: dict[str, Any] = {
-        "settings": to_jsonable(ecfg),
+        "settings": {**to_jsonable(ecfg), "prompt_template": template},
         "data": {"validation_jsonl": ja_path, "en_validation_jsonl": en_path},
         "stages": {},
     }
@@ -124,12 +133,17 @@ def evaluate(
             entry["en"] = bits_per_char(lm, en_texts, ecfg.window, ecfg.stride, progress=f"{name} en").to_dict()
         decoder = Decoder(lm, max_new_tokens=ecfg.max_new_tokens, repetition_penalty=ecfg.repetition_penalty)
         entry["generations"] = {
-            lang: [decoder.generate(p).to_dict() for p in plist] for lang, plist in prompts.items() if plist
+            lang: [_generation(decoder, p, template) for p in plist] for lang, plist in prompts.items() if plist
         }
         results["stages"][name] = entry
         del decoder, lm
         gc.collect()
     return results
+
+
+def _generation(decoder, prompt, template: str) -> dict[str, Any]:
+    g = decoder.generate(prompt.model_input(template)).to_dict()
+    return {**g, "prompt": prompt.text, "category": prompt.category, "model_input": prompt.model_input(template)}
 
 
 def render_markdown(results: dict[str, Any]) -> str:
@@ -168,8 +182,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         lines += ["", f"## Greedy generations ({lang})", ""]
         n = max(len(r.get("generations", {}).get(lang, [])) for r in stages.values())
         for i in range(n):
-            prompt = next(r["generations"][lang][i]["prompt"] for r in stages.values() if r.get("generations"))
-            lines += [f"### {i + 1}. {prompt}", ""]
+            first = next(r["generations"][lang][i] for r in stages.values() if r.get("generations"))
+            lines += [f"### {i + 1}. {first['prompt']} ({first.get('category', 'completion')})", ""]
             for name, r in stages.items():
                 g = r.get("generations", {}).get(lang, [])
                 if i < len(g):
