@@ -24,7 +24,7 @@ CATEGORIES = [
     ("matmul (GEMM)", r"gemm|cutlass|sm90_xmma|xmma|cublas|nvjet|wgmma|matmul|\bmm\b|bmm"),
     ("softmax", r"softmax"),
     ("cross-entropy / log-softmax", r"nll|cross_entropy|log_softmax|logsumexp"),
-    ("norm (RMSNorm)", r"norm|rsqrt"),
+    ("norm (RMSNorm)", r"norm|rsqrt|moments"),
     ("optimizer (Adam)", r"adam|multi_tensor|foreach"),
     ("reductions", r"reduce|sum_kernel|max_kernel|mean"),
     ("copies / casts / layout", r"copy|memcpy|memset|cat|transpose|permute|contiguous|index|gather|scatter|fill"),
@@ -79,7 +79,6 @@ class TorchProfilerCallback(pl.Callback):
     def _write(self, prof) -> None:
         import torch
 
-        events = [e for e in prof.key_averages() if getattr(e, "device_type", None) is not None]
         cuda = []
         for e in prof.key_averages():
             t = getattr(e, "self_device_time_total", None)
@@ -114,7 +113,6 @@ class TorchProfilerCallback(pl.Callback):
             if timed[: self.start]
             else None,
             "tokens_per_step": self.tokens_per_step,
-            "n_events": len(events),
         }
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self.out.write_text(json.dumps(result, indent=1), encoding="utf-8")

@@ -1,0 +1,128 @@
+"""Turn what a lent-GPU call brought back into bench/results/gpu_<tag>.json.
+
+    python -m bench.gpu.collect /work/.device/<n> --tag run3 [--merge-into bench/results/gpu_chain.json]
+
+Reads the call's $OUT: chain.json (per step: rc, seconds, peak GPU memory by
+nvidia-smi, command), versions.json, anchor_*.json, profile.json,
+demo_bench.json and logs.tar.gz (stage logs: NeMo's per-step
+``train_step_timing in s`` and ``reduced_train_loss``, trainable parameters).
+Step times are medians over the steps after the first ``--skip`` (start-up,
+allocator and data-loader warm-up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import tarfile
+from pathlib import Path
+
+from bench.gpu.flops import mfu, train_flops_per_token
+from jpqwen.fixtures import QWEN25_05B
+
+STEP_RE = re.compile(r"global_step: (\d+) \| reduced_train_loss: ([0-9.]+) \| train_step_timing in s: ([0-9.]+)")
+TRAINABLE_RE = re.compile(r"number of trainable parameters: (\d+)")
+PARAMS_RE = re.compile(r"number of parameters on \(tensor, pipeline\) model parallel rank \(0 ?, ?0\): (\d+)")
+BATCH_RE = re.compile(r"global_batch_size: (\d+)")
+
+
+def read_logs(tar_path: Path) -> dict[str, str]:
+    logs = {}
+    if not tar_path.is_file():
+        return logs
+    with tarfile.open(tar_path) as tar:
+        for m in tar.getmembers():
+            if m.isfile() and m.name.startswith("bench-logs/") and m.name.endswith(".log"):
+                logs[Path(m.name).stem] = tar.extractfile(m).read().decode("utf-8", "replace")
+    return logs
+
+
+def training_numbers(log: str, seq_len: int, gpu: str, skip: int = 3) -> dict | None:
+    steps = [(int(a), float(b), float(c)) for a, b, c in STEP_RE.findall(log)]
+    if not steps:
+        return None
+    gbs = [int(x) for x in BATCH_RE.findall(log)]
+    gbs = gbs[-1] if gbs else None
+    timed = [t for s, _, t in steps if s >= skip] or [t for _, _, t in steps]
+    step_s = statistics.median(timed)
+    out = {
+        "steps_logged": len(steps),
+        "step_s_median": step_s,
+        "step_s_first": steps[0][2],
+        "loss_first": steps[0][1],
+        "loss_last": steps[-1][1],
+        "global_batch_size": gbs,
+    }
+    if gbs:
+        tps = gbs * seq_len / step_s
+        out.update(tokens_per_s=tps, mfu=mfu(tps, QWEN25_05B, seq_len, gpu))
+    m = PARAMS_RE.findall(log)
+    if m:
+        out["parameters"] = int(m[-1])
+    m = TRAINABLE_RE.findall(log)
+    if m:
+        out["trainable_parameters"] = int(m[-1])
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("call_dir", type=Path, help="the files_at folder of a device call")
+    p.add_argument("--tag", required=True, help="names the result file bench/results/gpu_<tag>.json")
+    p.add_argument("--seq-len", type=int, default=2048)
+    p.add_argument("--skip", type=int, default=3, help="first steps left out of the step-time median")
+    p.add_argument("--results", type=Path, default=Path("bench/results"))
+    args = p.parse_args()
+    d = args.call_dir
+
+    def load(name):
+        f = d / name
+        return json.loads(f.read_text(encoding="utf-8")) if f.is_file() else None
+
+    versions = load("versions.json")
+    chain = load("chain.json") or []
+    logs = read_logs(d / "logs.tar.gz")
+    gpu = (versions or {}).get("gpu") or ""
+    if not gpu:
+        for f in sorted(d.glob("anchor_*.json")):
+            gpu = json.loads(f.read_text())["gpu"]
+    result = {
+        "tag": args.tag,
+        "gpu": gpu,
+        "versions": versions,
+        "train_flops_per_token_seq2048": train_flops_per_token(QWEN25_05B, args.seq_len),
+        "steps": chain,
+        "training": {},
+        "anchor": {f.stem: json.loads(f.read_text()) for f in sorted(d.glob("anchor_*.json"))},
+        "profile": load("profile.json"),
+        "demo_bench": load("demo_bench.json"),
+        "smoke": load("smoke.json"),
+    }
+    for step in chain:
+        name = step["step"]
+        if name in logs:
+            nums = training_numbers(logs[name], args.seq_len, gpu, args.skip)
+            if nums:
+                nums["peak_gpu_mem_mib_nvidia_smi"] = step.get("peak_gpu_mem_mib")
+                result["training"][name] = nums
+    for a in result["anchor"].values():  # first-step lists are noise in the summary
+        for r in a.get("runs", {}).values():
+            r.pop("first_steps_s", None)
+    out = args.results / f"gpu_{args.tag}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1, ensure_ascii=False), encoding="utf-8")
+    print(f"collect: {out}")
+    for name, nums in result["training"].items():
+        tps = nums.get("tokens_per_s")
+        print(
+            f"  {name:<12} {nums['step_s_median']:.3f} s/step"
+            + (f", {tps:,.0f} tokens/s, MFU {nums['mfu']:.1%}" if tps and nums.get("mfu") else "")
+            + f", peak {nums['peak_gpu_mem_mib_nvidia_smi']} MiB"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
