@@ -29,7 +29,13 @@ from pathlib import Path
 def _export(checkpoint: str, out: str) -> None:
     from nemo.collections import llm
 
-    llm.export_ckpt(path=Path(checkpoint), target="hf", output_path=Path(out), overwrite=True)
+    from jpqwen.nemo.hf_export import load_connector
+
+    # NeMo 2.3.1's stock HFQwen2Exporter cannot export a tied-embedding checkpoint (pretrain.tie_embeddings,
+    # the default): "No matches found for source key: output_layer.weight". jpqwen's tied-aware exporter can.
+    llm.export_ckpt(
+        path=Path(checkpoint), target="hf", output_path=Path(out), overwrite=True, load_connector=load_connector
+    )
 
 
 def _merge(checkpoint: str, out: str) -> None:
