@@ -227,7 +227,7 @@ do_cpt_default() {
   mkdir -p "$w/stamps" && cp "$WORK_DIR/stamps/data.json" "$WORK_DIR/stamps/import.json" "$w/stamps/"
   WORK_DIR=$w python3 -m pipeline.pretrain --config "$CONFIG" \
     --set pretrain.micro_batch_size=2 --set pretrain.global_batch_size=32 --set pretrain.tie_embeddings=false \
-    --set "pretrain.max_steps=${CPT_DEFAULT_STEPS:-30}"
+    --set "pretrain.max_steps=${CPT_DEFAULT_STEPS:-16}"
 }
 
 do_profile() {
@@ -253,18 +253,18 @@ fi
 step doctor "install" do_doctor
 step fixture "install" do_fixture
 step smoke "install fixture" do_smoke
-step anchor "" do_anchor
 step import "install fixture" mk import
 step data "install" do_data
 step pretrain "data import" mk pretrain
-step cpt_default "data import" do_cpt_default
 step lora "pretrain" mk lora
+step anchor "" do_anchor
+step cpt_default "data import" do_cpt_default
+step profile "data import" do_profile
 step export "lora" mk export
 step eval "export" mk eval
 step handoff "eval" mk handoff
 step demo "export" mk demo
 step demo_bench "export" do_demo_bench
-step profile "data import" do_profile
 
 # everything small that tells what happened, in one file ($OUT keeps at most 8 files)
 tar -czf "$OUT/logs.tar.gz" -C "$WORK_DIR" bench-logs stamps \

@@ -1,0 +1,1 @@
+"""Benchmarks (speed/memory targets live here, never in timed tests)."""

@@ -1,0 +1,305 @@
+"""make bench-data   |   python -m bench.data [--corpus-mb 64] [--workers 1,2] [--megatron-lm DIR]
+
+Throughput and memory of ``make data`` against Megatron-LM's ``tools/preprocess_data.py``
+on the same corpus and core count, and against the raw tokenizer (the pipeline's own limit).
+
+- Corpus: built deterministically from the shipped sample (paragraphs of the clean
+  articles shuffled into ~ja_wiki-sized documents with small edits, plus exact and
+  near duplicates and the planted defects), ``--corpus-mb`` MB of jsonl.
+- Ours: ``python -m pipeline.data`` (all stages: filters, dedup, tokenize, write) with
+  ``--workers N``; Megatron: ``preprocess_data.py --workers N --append-eod`` with the
+  same Qwen tokenizer (HuggingFaceTokenizer). Both timed end to end as subprocesses
+  (start-up included), peak RSS = the largest sum over the process tree (psutil, 0.1 s).
+- Raw tokenizer: tiktoken and HF ``tokenizers`` encoding the corpus texts on one core.
+
+Megatron-LM is not vendored: pass its checkout with ``--megatron-lm`` or
+``MEGATRON_LM`` (the tag matching megatron-core 0.12.1)::
+
+    git clone --depth 1 --branch core_v0.12.1 https://github.com/NVIDIA/Megatron-LM /tmp/megatron-lm
+
+Results: ``bench/results/data.json`` and ``bench/results/data.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE = REPO / "jpqwen" / "resources" / "sample" / "ja_wiki"
+RESULTS = REPO / "bench" / "results"
+
+
+# ---- corpus -----------------------------------------------------------------------------------
+def make_corpus(path: Path, megabytes: float, seed: int = 0) -> Path:
+    """Deterministic jsonl of ~``megabytes`` MB: ~4,000-char documents like ja_wiki's average."""
+    if path.is_file() and path.stat().st_size >= megabytes * 1e6:
+        return path
+    rng = random.Random(seed)
+    paragraphs: list[str] = []
+    defects: list[bytes] = []
+    for f in sorted(SAMPLE.glob("*.jsonl")):
+        for raw in f.read_bytes().split(b"\n"):
+            if not raw.strip():
+                continue
+            if f.name.startswith("defects"):
+                defects.append(raw)
+                continue
+            paragraphs += [p for p in json.loads(raw)["text"].split("\n") if p.strip()]
+    digits = "0123456789"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    written = 0
+    previous: list[str] = []
+    with open(tmp, "wb") as out:
+        i = 0
+        while written < megabytes * 1e6:
+            roll = rng.random()
+            if roll < 0.03 and previous:  # exact duplicate of an earlier document
+                text = rng.choice(previous)
+            elif roll < 0.06 and previous:  # near duplicate: a few characters changed
+                chars = list(rng.choice(previous))
+                for _ in range(3):
+                    chars[rng.randrange(len(chars))] = rng.choice("のはがをにで")
+                text = "".join(chars)
+            elif roll < 0.08:  # a planted defect line, as is
+                line = rng.choice(defects) + b"\n"
+                out.write(line)
+                written += len(line)
+                continue
+            else:
+                paras = rng.sample(paragraphs, rng.randint(18, 30))
+                paras = ["".join(rng.choice(digits) if c in digits else c for c in p) for p in paras]
+                text = "\n".join(paras)
+            previous.append(text)
+            if len(previous) > 200:
+                previous.pop(0)
+            line = json.dumps({"id": f"bench-{i:07d}", "text": text}, ensure_ascii=False).encode() + b"\n"
+            out.write(line)
+            written += len(line)
+            i += 1
+    os.replace(tmp, path)
+    return path
+
+
+def head_corpus(src: Path, dest: Path, megabytes: float) -> Path:
+    with open(src, "rb") as f, open(dest, "wb") as out:
+        n = 0
+        for line in f:
+            if n >= megabytes * 1e6:
+                break
+            out.write(line)
+            n += len(line)
+    return dest
+
+
+# ---- measuring --------------------------------------------------------------------------------
+def run_measured(cmd: list[str], env: dict | None = None, cwd: Path | None = None) -> dict:
+    import psutil
+
+    t0 = time.time()
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    peak = {"tree": 0, "main": 0}
+    done = threading.Event()
+
+    def sample() -> None:
+        try:
+            p = psutil.Process(proc.pid)
+        except psutil.NoSuchProcess:
+            return
+        while not done.is_set():
+            try:
+                main = p.memory_info().rss
+                tree = main + sum(c.memory_info().rss for c in p.children(recursive=True))
+            except psutil.Error:
+                tree = main = 0
+            peak["tree"] = max(peak["tree"], tree)
+            peak["main"] = max(peak["main"], main)
+            time.sleep(0.1)
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    out, _ = proc.communicate()
+    done.set()
+    t.join()
+    wall = time.time() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{out.decode(errors='replace')[-3000:]}")
+    return {"seconds": round(wall, 2), "peak_rss_mb": round(peak["tree"] / 2**20, 1), "main_rss_mb": round(peak["main"] / 2**20, 1)}
+
+
+def run_ours(corpus: Path, work: Path, tokenizer: Path, workers: int) -> dict:
+    env = {**os.environ, "CI": "1", "WANDB_MODE": "disabled"}
+    cmd = [sys.executable, "-m", "pipeline.data", "--work-dir", str(work), "--source", str(corpus)]
+    cmd += ["--workers", str(workers), "--force", "--set", "data.wandb=false", "--set", f"data.tokenizer={tokenizer}"]
+    res = run_measured(cmd, env=env, cwd=REPO)
+    card = json.loads((work / "data" / "data_card.json").read_text(encoding="utf-8"))
+    res.update(
+        stage_seconds=card["seconds"],
+        documents_in=card["documents_in"],
+        documents_kept=card["documents_kept"],
+        tokens=card["tokens"]["train"] + card["tokens"]["validation"],
+        seconds_by_pass=card["japanese"]["seconds"],
+    )
+    return res
+
+
+def run_megatron(megatron_lm: Path, corpus: Path, out_prefix: Path, tokenizer: Path, workers: int) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(megatron_lm)}
+    cmd = [sys.executable, str(megatron_lm / "tools" / "preprocess_data.py"), "--input", str(corpus)]
+    cmd += ["--output-prefix", str(out_prefix), "--tokenizer-type", "HuggingFaceTokenizer"]
+    cmd += ["--tokenizer-model", str(tokenizer), "--workers", str(workers), "--append-eod", "--log-interval", "100000"]
+    return run_measured(cmd, env=env, cwd=megatron_lm)
+
+
+def raw_tokenizer(corpus: Path, tokenizer: Path, megabytes: float = 8.0) -> dict:
+    sys.path.insert(0, str(REPO))
+    from jpqwen.data.tokenizer import QwenTokenizer
+
+    texts = []
+    n = 0
+    with open(corpus, "rb") as f:
+        for raw in f:
+            try:
+                t = json.loads(raw)["text"]
+            except (ValueError, KeyError):
+                continue
+            if isinstance(t, str):
+                texts.append(t)
+                n += len(t.encode("utf-8"))
+            if n >= megabytes * 1e6:
+                break
+    out = {}
+    for backend in ("tiktoken", "hf"):
+        tok = QwenTokenizer(tokenizer, backend)
+        tok.encode("warm up")
+        t0 = time.perf_counter()
+        count = sum(len(tok.encode(t)) for t in texts)
+        dt = time.perf_counter() - t0
+        out[backend] = {"mb_per_s": round(n / 1e6 / dt, 3), "tokens_per_s": round(count / dt), "mb": round(n / 1e6, 2)}
+    return out
+
+
+# ---- report -----------------------------------------------------------------------------------
+def markdown(r: dict) -> str:
+    lines = [
+        "# `make data` benchmark",
+        "",
+        f"Machine: {r['machine']['cpus']} usable cores ({r['machine']['processor'] or 'cpu'}), load average at start "
+        f"{r['machine']['load_at_start']}; Python {r['machine']['python']}. Corpus: {r['corpus']['mb']:.1f} MB jsonl, "
+        f"{r['corpus']['documents']:,} documents (built from the sample; see bench/data.py). Measured {r['when']}.",
+        "",
+        "| run | workers | seconds | MB/s | MB/s per core | peak RSS (tree) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in r["runs"]:
+        lines.append(
+            f"| {row['name']} | {row['workers']} | {row['seconds']} | {row['mb_per_s']:.2f} | "
+            f"{row['mb_per_s_per_core']:.2f} | {row['peak_rss_mb']:.0f} MB |"
+        )
+    tok = r["raw_tokenizer"]
+    lines += [
+        "",
+        f"Raw tokenizer on one core: tiktoken {tok['tiktoken']['mb_per_s']} MB/s, HF tokenizers {tok['hf']['mb_per_s']} MB/s.",
+        "",
+        "| target | measured | met |",
+        "|---|---|---|",
+    ]
+    for t in r["targets"]:
+        lines.append(f"| {t['target']} | {t['measured']} | {'yes' if t['met'] else 'no'} |")
+    if r.get("notes"):
+        lines += ["", *r["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.data", description=__doc__.split("\n\n")[0])
+    p.add_argument("--corpus-mb", type=float, default=64.0, help="size of the benchmark corpus in MB (default 64)")
+    p.add_argument("--small-mb", type=float, default=16.0, help="a smaller prefix of it, to show memory does not grow")
+    p.add_argument("--workers", default="1,2", help="comma-separated worker counts to run (default 1,2)")
+    p.add_argument(
+        "--megatron-lm", default=os.environ.get("MEGATRON_LM"), help="Megatron-LM checkout (env MEGATRON_LM); omit to skip"
+    )
+    p.add_argument("--work", default=None, help="scratch dir (default <WORK_DIR or ./work>/bench/data)")
+    p.add_argument("--out", default=str(RESULTS), help="where data.json and data.md go")
+    args = p.parse_args(argv)
+
+    import psutil
+
+    sys.path.insert(0, str(REPO))
+    from jpqwen.fixtures import write_qwen25_tokenizer
+
+    scratch = Path(args.work or Path(os.environ.get("WORK_DIR") or REPO / "work") / "bench" / "data").resolve()
+    scratch.mkdir(parents=True, exist_ok=True)
+    tokenizer = write_qwen25_tokenizer(scratch / "tokenizer")
+    corpus = make_corpus(scratch / f"corpus_{args.corpus_mb:g}mb.jsonl", args.corpus_mb)
+    small = head_corpus(corpus, scratch / f"corpus_{args.small_mb:g}mb.jsonl", args.small_mb)
+    mb = corpus.stat().st_size / 1e6
+    n_docs = sum(1 for _ in open(corpus, "rb"))
+    result = {
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": {
+            "cpus": len(os.sched_getaffinity(0)),
+            "processor": platform.processor(),
+            "python": platform.python_version(),
+            "load_at_start": [round(x, 2) for x in os.getloadavg()],
+            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        },
+        "corpus": {"path": str(corpus), "mb": round(mb, 2), "documents": n_docs},
+        "runs": [],
+    }
+    workers = [int(w) for w in args.workers.split(",")]
+    for w in workers:
+        print(f"ours, {w} worker(s) ...", flush=True)
+        r = run_ours(corpus, scratch / f"ours_w{w}", tokenizer, w)
+        result["runs"].append({"name": "jpqwen make data", "workers": w, **r})
+        if args.megatron_lm:
+            print(f"megatron preprocess_data.py, {w} worker(s) ...", flush=True)
+            r = run_megatron(Path(args.megatron_lm), corpus, scratch / f"megatron_w{w}", tokenizer, w)
+            result["runs"].append({"name": "Megatron-LM preprocess_data.py", "workers": w, **r})
+    print("ours on the small corpus (memory vs size) ...", flush=True)
+    r = run_ours(small, scratch / "ours_small", tokenizer, max(workers))
+    small_mb = small.stat().st_size / 1e6
+    result["runs"].append({"name": f"jpqwen make data ({small_mb:.0f} MB prefix)", "workers": max(workers), **r, "mb": small_mb})
+    for row in result["runs"]:
+        size = row.get("mb", mb)
+        row["mb_per_s"] = round(size / row["seconds"], 3)
+        row["mb_per_s_per_core"] = round(row["mb_per_s"] / row["workers"], 3)
+        if "stage_seconds" in row:
+            row["mb_per_s_excluding_startup"] = round(size / row["stage_seconds"], 3)
+    print("raw tokenizer ...", flush=True)
+    result["raw_tokenizer"] = raw_tokenizer(corpus, tokenizer)
+
+    ours = {r["workers"]: r for r in result["runs"] if r["name"] == "jpqwen make data"}
+    meg = {r["workers"]: r for r in result["runs"] if r["name"].startswith("Megatron")}
+    targets = []
+    for w in workers:
+        if w in meg:
+            ratio = ours[w]["mb_per_s_per_core"] / meg[w]["mb_per_s_per_core"]
+            targets.append({"target": f">= 10x Megatron per core ({w} workers)", "measured": f"{ratio:.2f}x", "met": ratio >= 10})
+    best = max(ours.values(), key=lambda r: r["mb_per_s_per_core"])
+    frac = best["mb_per_s_per_core"] / result["raw_tokenizer"]["tiktoken"]["mb_per_s"]
+    targets.append(
+        {"target": ">= 70% of raw tokenizer (tiktoken, 1 core)", "measured": f"{frac:.0%} ({best['workers']} workers)", "met": frac >= 0.7}
+    )
+    peak = max(r["peak_rss_mb"] for r in result["runs"] if r["name"].startswith("jpqwen"))
+    targets.append({"target": "peak memory < 2 GB (process tree)", "measured": f"{peak:.0f} MB", "met": peak < 2048})
+    result["targets"] = targets
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "data.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (out / "data.md").write_text(markdown(result), encoding="utf-8")
+    print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
