@@ -133,7 +133,11 @@ def run_measured(cmd: list[str], env: dict | None = None, cwd: Path | None = Non
     wall = time.time() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{out.decode(errors='replace')[-3000:]}")
-    return {"seconds": round(wall, 2), "peak_rss_mb": round(peak["tree"] / 2**20, 1), "main_rss_mb": round(peak["main"] / 2**20, 1)}
+    return {
+        "seconds": round(wall, 2),
+        "peak_rss_mb": round(peak["tree"] / 2**20, 1),
+        "main_rss_mb": round(peak["main"] / 2**20, 1),
+    }
 
 
 def run_ours(corpus: Path, work: Path, tokenizer: Path, workers: int) -> dict:
@@ -226,7 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--small-mb", type=float, default=16.0, help="a smaller prefix of it, to show memory does not grow")
     p.add_argument("--workers", default="1,2", help="comma-separated worker counts to run (default 1,2)")
     p.add_argument(
-        "--megatron-lm", default=os.environ.get("MEGATRON_LM"), help="Megatron-LM checkout (env MEGATRON_LM); omit to skip"
+        "--megatron-lm",
+        default=os.environ.get("MEGATRON_LM"),
+        help="Megatron-LM checkout (env MEGATRON_LM); omit to skip",
     )
     p.add_argument("--work", default=None, help="scratch dir (default <WORK_DIR or ./work>/bench/data)")
     p.add_argument("--out", default=str(RESULTS), help="where data.json and data.md go")
@@ -243,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     corpus = make_corpus(scratch / f"corpus_{args.corpus_mb:g}mb.jsonl", args.corpus_mb)
     small = head_corpus(corpus, scratch / f"corpus_{args.small_mb:g}mb.jsonl", args.small_mb)
     mb = corpus.stat().st_size / 1e6
-    n_docs = sum(1 for _ in open(corpus, "rb"))
+    with open(corpus, "rb") as f:
+        n_docs = sum(1 for _ in f)
     result = {
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": {
@@ -268,7 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     print("ours on the small corpus (memory vs size) ...", flush=True)
     r = run_ours(small, scratch / "ours_small", tokenizer, max(workers))
     small_mb = small.stat().st_size / 1e6
-    result["runs"].append({"name": f"jpqwen make data ({small_mb:.0f} MB prefix)", "workers": max(workers), **r, "mb": small_mb})
+    result["runs"].append(
+        {"name": f"jpqwen make data ({small_mb:.0f} MB prefix)", "workers": max(workers), **r, "mb": small_mb}
+    )
     for row in result["runs"]:
         size = row.get("mb", mb)
         row["mb_per_s"] = round(size / row["seconds"], 3)
@@ -284,11 +293,17 @@ def main(argv: list[str] | None = None) -> int:
     for w in workers:
         if w in meg:
             ratio = ours[w]["mb_per_s_per_core"] / meg[w]["mb_per_s_per_core"]
-            targets.append({"target": f">= 10x Megatron per core ({w} workers)", "measured": f"{ratio:.2f}x", "met": ratio >= 10})
+            targets.append(
+                {"target": f">= 10x Megatron per core ({w} workers)", "measured": f"{ratio:.2f}x", "met": ratio >= 10}
+            )
     best = max(ours.values(), key=lambda r: r["mb_per_s_per_core"])
     frac = best["mb_per_s_per_core"] / result["raw_tokenizer"]["tiktoken"]["mb_per_s"]
     targets.append(
-        {"target": ">= 70% of raw tokenizer (tiktoken, 1 core)", "measured": f"{frac:.0%} ({best['workers']} workers)", "met": frac >= 0.7}
+        {
+            "target": ">= 70% of raw tokenizer (tiktoken, 1 core)",
+            "measured": f"{frac:.0%} ({best['workers']} workers)",
+            "met": frac >= 0.7,
+        }
     )
     peak = max(r["peak_rss_mb"] for r in result["runs"] if r["name"].startswith("jpqwen"))
     targets.append({"target": "peak memory < 2 GB (process tree)", "measured": f"{peak:.0f} MB", "met": peak < 2048})

@@ -86,6 +86,14 @@ class TextStats:
     def sentences(self) -> list[str]:
         return [s.strip() for s in _SENTENCE.findall(self.text) if s.strip()]
 
+    @cached_property
+    def paragraph_dups(self) -> tuple[float, float]:
+        return _dup_fraction(self.paragraphs)
+
+    @cached_property
+    def sentence_dups(self) -> tuple[float, float]:
+        return _dup_fraction(self.sentences)
+
     def ngram_hashes(self, n: int) -> np.ndarray:
         """uint64 hash of every char n-gram, by start position (rolling, built from n-1)."""
         cache = self.__dict__.setdefault("_ngrams", {})
@@ -102,38 +110,52 @@ class TextStats:
         cache[n] = out
         return out
 
-    def ngram_groups(self, n: int) -> tuple[np.ndarray, np.ndarray, int]:
-        """For char n-grams: (sorted starts that repeat an earlier occurrence,
-        sorted starts whose n-gram occurs at least twice, count of the most frequent one).
+    def top_count(self, n: int) -> int:
+        """How often the most frequent char n-gram occurs."""
+        cache = self.__dict__.setdefault("_top", {})
+        if n not in cache:
+            h = self.ngram_hashes(n)
+            if h.size == 0:
+                cache[n] = 0
+            else:
+                hs = np.sort(h, kind="stable")  # timsort: fastest here on hash arrays with many repeats
+                edges = np.flatnonzero(hs[1:] != hs[:-1])
+                cache[n] = int(np.diff(edges, prepend=-1, append=hs.size - 1).max())
+        return cache[n]
 
-        An n-gram that occurs twice has an (n-1)-prefix that occurs twice, so for
-        n >= 6 only the (n-1) multi-occurrence positions are sorted: a few percent
-        of the text instead of all of it.
+    def _grouped(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Start positions ordered by n-gram hash (ties in position order) and the 'same as previous' mask.
+
+        An n-gram that occurs twice has an (n-1)-prefix that occurs twice, so once the
+        (n-1) grouping exists only its multi-occurrence positions are sorted for n:
+        a few percent of the text instead of all of it.
         """
-        cache = self.__dict__.setdefault("_groups", {})
-        if n in cache:
-            return cache[n]
-        h = self.ngram_hashes(n)
-        if n >= 6:
-            pos = self.ngram_groups(n - 1)[1]
-            pos = pos[pos < h.size]
-        else:
-            pos = np.arange(h.size)
-        if pos.size < 2:
-            out = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), int(pos.size))
-        else:
-            hp = h[pos]
+        cache = self.__dict__.setdefault("_grouped_cache", {})
+        if n not in cache:
+            h = self.ngram_hashes(n)
+            if n - 1 in cache:
+                pos = self.multi_positions(n - 1)
+                pos = pos[pos < h.size]
+                hp = h[pos]
+            else:
+                pos, hp = None, h
             order = np.argsort(hp, kind="stable")  # equal hashes keep position order: the first copy leads
-            hs, ps = hp[order], pos[order]
-            same = hs[1:] == hs[:-1]
-            member = np.zeros(ps.size, dtype=bool)
-            member[1:] |= same
-            member[:-1] |= same
-            edges = np.flatnonzero(~same)
-            runs = np.diff(np.concatenate(([-1], edges, [ps.size - 1])))
-            out = (np.sort(ps[1:][same]), np.sort(ps[member]), int(runs.max()))
-        cache[n] = out
-        return out
+            hs = hp[order]
+            cache[n] = (order if pos is None else pos[order], hs[1:] == hs[:-1])
+        return cache[n]
+
+    def repeat_starts(self, n: int) -> np.ndarray:
+        """Sorted start positions whose n-gram already occurred earlier in the text."""
+        ps, same = self._grouped(n)
+        return np.sort(ps[1:][same])
+
+    def multi_positions(self, n: int) -> np.ndarray:
+        """Sorted start positions whose n-gram occurs at least twice."""
+        ps, same = self._grouped(n)
+        member = np.zeros(ps.size, dtype=bool)
+        member[1:] |= same
+        member[:-1] |= same
+        return np.sort(ps[member])
 
 
 _LAST: tuple[str, TextStats] | None = None
@@ -181,6 +203,10 @@ class JapaneseFilter(DocumentFilter):
     @property
     def name(self) -> str:
         return self.reason
+
+    def quick_keep(self, text: str) -> bool:
+        """True when the rule certainly keeps ``text`` (a cheap bound); False = score it."""
+        return False
 
     def keep_document(self, score: float) -> bool:
         if self.low is not None and score < self.low:
@@ -243,7 +269,7 @@ class DuplicateLinesFilter(JapaneseFilter):
     source = "Swallow / Gopher: duplicate paragraphs <= 0.30"
 
     def score_document(self, text: str) -> float:
-        return _dup_fraction(stats_of(text).paragraphs)[0]
+        return stats_of(text).paragraph_dups[0]
 
 
 class DuplicateLineCharsFilter(JapaneseFilter):
@@ -251,7 +277,7 @@ class DuplicateLineCharsFilter(JapaneseFilter):
     source = "Swallow / Gopher: chars in duplicate paragraphs <= 0.20"
 
     def score_document(self, text: str) -> float:
-        return _dup_fraction(stats_of(text).paragraphs)[1]
+        return stats_of(text).paragraph_dups[1]
 
 
 class DuplicateSentencesFilter(JapaneseFilter):
@@ -259,7 +285,7 @@ class DuplicateSentencesFilter(JapaneseFilter):
     source = "Swallow: duplicate sentences <= 0.30"
 
     def score_document(self, text: str) -> float:
-        return _dup_fraction(stats_of(text).sentences)[0]
+        return stats_of(text).sentence_dups[0]
 
 
 class DuplicateSentenceCharsFilter(JapaneseFilter):
@@ -267,7 +293,7 @@ class DuplicateSentenceCharsFilter(JapaneseFilter):
     source = "Swallow: chars in duplicate sentences <= 0.20"
 
     def score_document(self, text: str) -> float:
-        return _dup_fraction(stats_of(text).sentences)[1]
+        return stats_of(text).sentence_dups[1]
 
 
 class TopNgramFilter(JapaneseFilter):
@@ -281,7 +307,14 @@ class TopNgramFilter(JapaneseFilter):
         super().__init__(high=high)
 
     def score_document(self, text: str) -> float:
-        return stats_of(text).ngram_groups(self.n)[2] * self.n / max(len(text), 1)
+        return stats_of(text).top_count(self.n) * self.n / max(len(text), 1)
+
+    def quick_keep(self, text: str) -> bool:
+        # an n-gram occurs at most as often as its 2-char prefix: if even the top bigram's count
+        # could not reach the threshold at length n, this rule passes without counting n-grams
+        if self.n <= 2 or self.high is None:
+            return False
+        return stats_of(text).top_count(2) * self.n / max(len(text), 1) <= self.high
 
 
 class DuplicateNgramFilter(JapaneseFilter):
@@ -295,12 +328,21 @@ class DuplicateNgramFilter(JapaneseFilter):
         super().__init__(high=high)
 
     def score_document(self, text: str) -> float:
-        starts = stats_of(text).ngram_groups(self.n)[0]
-        if starts.size == 0:
-            return 0.0
+        st = stats_of(text)
+        starts = st.repeat_starts(self.n)
         # union of the equal-length intervals [s, s+n) over sorted starts
-        covered = self.n + int(np.minimum(np.diff(starts), self.n).sum())
-        return covered / max(len(text), 1)
+        covered = self.n + int(np.minimum(np.diff(starts), self.n).sum()) if starts.size else 0
+        score = covered / max(len(text), 1)
+        st.__dict__.setdefault("_dup_cover", {})[self.n] = score
+        return score
+
+    def quick_keep(self, text: str) -> bool:
+        # If the n-gram at s repeats the one at q < s, every m-gram inside it (m < n) repeats too,
+        # so the chars covered by repeated n-grams are a subset of those covered by repeated m-grams.
+        if self.high is None:
+            return False
+        known = stats_of(text).__dict__.get("_dup_cover", {})
+        return any(m < self.n and cover <= self.high for m, cover in known.items())
 
 
 class MeanSentenceLengthFilter(JapaneseFilter):
@@ -369,6 +411,8 @@ def build_filters(cfg: FilterConfig) -> list[JapaneseFilter]:
 def first_failure(text: str, filters: list[JapaneseFilter]) -> tuple[int, float] | None:
     """(index of the first filter ``text`` fails, its score), or None when it passes all."""
     for i, f in enumerate(filters):
+        if f.quick_keep(text):
+            continue
         score = f.score_document(text)
         if not f.keep_document(score):
             return i, score

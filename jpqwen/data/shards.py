@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from jpqwen.data.config import NearDedupConfig, NormalizeConfig
-from jpqwen.data.filters import JapaneseFilter, first_failure
+from jpqwen.data.filters import JapaneseFilter, first_failure, stats_of
 from jpqwen.data.normalize import normalize_text
 from jpqwen.data.reader import Chunk
 
@@ -66,32 +66,41 @@ def exact_hash(text: str) -> bytes:
 
 
 class MinHasher:
-    """MinHash of character n-grams (rensa, Rust) folded into one uint64 per LSH band."""
+    """MinHash of character n-grams (rensa, Rust), folded into one uint64 per LSH band.
+
+    The n-grams are the filters' own rolling uint64 hashes (``TextStats.ngram_hashes``),
+    handed to rensa as one flat buffer per chunk: no Python string per shingle.
+    A MinHash is a function of the set of n-gram hashes, so it is deterministic.
+    """
 
     def __init__(self, cfg: NearDedupConfig):
         from rensa import RMinHash
 
         self.cfg = cfg
-        self._cls = RMinHash
+        self._digest = RMinHash.digest_matrix_from_flat_token_hashes
         self.num_perm = cfg.bands * cfg.rows
 
-    def shingles(self, text: str) -> list[str]:
-        n = self.cfg.ngram
-        if len(text) <= n:
-            return [text]
-        return [text[i : i + n] for i in range(len(text) - n + 1)]
+    def token_hashes(self, text: str) -> np.ndarray:
+        h = stats_of(text).ngram_hashes(self.cfg.ngram)
+        if h.size == 0:  # shorter than one n-gram: the whole text is the only token
+            h = np.frombuffer(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), dtype=np.uint64)
+        return h
 
-    def signature(self, text: str) -> np.ndarray:
-        m = self._cls(num_perm=self.num_perm, seed=self.cfg.seed)
-        m.update(self.shingles(text))
-        return np.asarray(m.digest(), dtype=np.uint64)
+    def bands_many(self, texts: list[str]) -> np.ndarray:
+        b, r = self.cfg.bands, self.cfg.rows
+        if not texts:
+            return np.zeros((0, b), dtype=np.uint64)
+        hashes = [self.token_hashes(t) for t in texts]
+        offsets = np.concatenate(([0], np.cumsum([h.size for h in hashes]))).astype(np.uint64)
+        rows = self._digest(np.concatenate(hashes), offsets, self.num_perm, self.cfg.seed).to_rows()
+        sig = np.asarray(rows, dtype=np.uint64).reshape(len(texts), b, r)
+        acc = np.zeros((len(texts), b), dtype=np.uint64)
+        for j in range(r):  # polynomial hash of the r values of each band (mod 2**64)
+            acc = acc * _MUL + sig[:, :, j]
+        return acc
 
     def bands(self, text: str) -> np.ndarray:
-        sig = self.signature(text).reshape(self.cfg.bands, self.cfg.rows)
-        acc = np.zeros(self.cfg.bands, dtype=np.uint64)
-        for j in range(self.cfg.rows):  # polynomial hash of the r values of each band (mod 2**64)
-            acc = acc * _MUL + sig[:, j]
-        return acc
+        return self.bands_many([text])[0]
 
 
 def shard_dir(root: Path, index: int) -> Path:
@@ -189,7 +198,7 @@ def write_shard(
     status: list[int] = []
     chars: list[int] = []
     cand_hash: list[bytes] = []
-    cand_bands: list[np.ndarray] = []
+    cand_texts: list[str] = []
     cand_split: list[int] = []
     offsets = [0]
     texts = bytearray()
@@ -224,8 +233,7 @@ def write_shard(
         status.append(STATUS_CANDIDATE)
         h = exact_hash(text)
         cand_hash.append(h)
-        if hasher is not None:
-            cand_bands.append(hasher.bands(text))
+        cand_texts.append(text)
         is_val = chunk.validation or _validation_by_hash(h, profile.validation_fraction)
         cand_split.append(1 if is_val else 0)
         if is_val:
@@ -252,7 +260,7 @@ def write_shard(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     hashes = np.frombuffer(b"".join(cand_hash), dtype=np.uint64).reshape(-1, 2)
-    bands = np.stack(cand_bands) if cand_bands else np.zeros((0, n_bands), dtype=np.uint64)
+    bands = hasher.bands_many(cand_texts) if hasher is not None else np.zeros((0, n_bands), dtype=np.uint64)
     np.savez(
         tmp / "arrays.npz",
         line=np.asarray(lines_no, dtype=np.int64),

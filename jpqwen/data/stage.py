@@ -99,6 +99,21 @@ def _profiles(dc: DataConfig) -> tuple[Profile, Profile]:
     return ja, en
 
 
+def _minhash_version(dc: DataConfig) -> str | None:
+    """The near-dup decisions depend on rensa's MinHash algorithm: a new version re-runs the stage."""
+    if not dc.near_dedup.enabled:
+        return None
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"rensa {version('rensa')}"
+    except PackageNotFoundError:
+        raise InputError(
+            "near-duplicate detection needs the rensa package (MinHash in Rust)",
+            hint="pip install rensa==0.5.0, or --set data.near_dedup.enabled=false",
+        ) from None
+
+
 def _outputs(work: WorkDir, dc: DataConfig, tok_dir: Path) -> dict[str, str]:
     d = work.data
     return {
@@ -153,7 +168,7 @@ def run(args: argparse.Namespace, cfg: dict, work: WorkDir) -> int:
     ja_profile, en_profile = _profiles(dc)
     if any(f.validation for f in ja_files):
         ja_profile.validation_fraction = 0.0  # the source's own validation file is the validation split
-    identity = {"data": dc.identity(), "tokenizer": tokenizer_identity(tok_dir)}
+    identity = {"data": dc.identity(), "tokenizer": tokenizer_identity(tok_dir), "minhash": _minhash_version(dc)}
     inputs = {"ja": [f.stat_key() + [f.validation] for f in ja_files], "en": [f.stat_key() for f in en_files]}
     stage = Stage("data", work, identity, inputs, force=getattr(args, "force", False))
     outputs = _outputs(work, dc, tok_dir)

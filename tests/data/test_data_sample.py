@@ -159,7 +159,9 @@ def test_data_card_is_logged_to_wandb_offline(sample_run, tmp_path):
     from jpqwen.paths import WorkDir
 
     work = WorkDir(tmp_path / "w")
-    _log_wandb(work, {"run": {"name": "t"}}, DataConfig(), sample_run["card"], Path(sample_run["outputs"]["data_card_png"]))
+    _log_wandb(
+        work, {"run": {"name": "t"}}, DataConfig(), sample_run["card"], Path(sample_run["outputs"]["data_card_png"])
+    )
     runs = list((work.wandb / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     assert any(p.suffix == ".wandb" for p in runs[0].iterdir())
