@@ -111,7 +111,6 @@ class Decoder:
                     f"prompt ({input_ids.shape[1]} tokens) + {new} new tokens exceed max_cache_tokens "
                     f"{self.max_cache_tokens}"
                 )
-            self._cache.reset()
             kwargs["past_key_values"] = self._cache
         clock = _TokenClock(lm.device)
         cuda = lm.device.type == "cuda"
@@ -119,7 +118,11 @@ class Decoder:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
-        with torch.inference_mode():
+        # no_grad, not inference_mode: the reused static cache's tensors must stay normal tensors
+        # (transformers 5.x allocates them lazily inside generate; reset() zeroes them in place)
+        with torch.no_grad():
+            if self._cache is not None:
+                self._cache.reset()
             out = lm.model.generate(input_ids=input_ids, attention_mask=attention_mask, streamer=clock, **kwargs)
         if cuda:
             torch.cuda.synchronize()

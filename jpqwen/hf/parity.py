@@ -206,9 +206,9 @@ def check_consistency(
 
     bad = []
     for key in ARCH_FIELDS:
-        if key not in ref_cfg:
+        a, b = arch_value(ref_cfg, key), arch_value(cand_cfg, key)
+        if a is None:
             continue
-        a, b = ref_cfg[key], cand_cfg.get(key)
         same = math.isclose(a, b, rel_tol=1e-6) if isinstance(a, float) and isinstance(b, (int, float)) else a == b
         if not same:
             bad.append(f"{key}: reference {a!r}, candidate {b!r}")
@@ -268,6 +268,15 @@ def check_consistency(
             )
         )
     return checks
+
+
+def arch_value(cfg: dict[str, Any], key: str) -> Any:
+    """A config field, also where transformers 5 moved it (``rope_theta`` -> ``rope_parameters``)."""
+    if cfg.get(key) is not None:
+        return cfg[key]
+    if key == "rope_theta":
+        return (cfg.get("rope_parameters") or {}).get("rope_theta")
+    return None
 
 
 def verify_export(

@@ -98,6 +98,8 @@ def test_consistency_checks_catch_broken_files(source_dir, reference, tmp_path):
     finalize_hf_dir(cand, source_dir)
     cfg = json.loads((cand / "config.json").read_text())
     cfg.update(tie_word_embeddings=False, rope_theta=10000.0)  # untied but no lm_head.weight stored
+    if "rope_parameters" in cfg:  # transformers 5 reads RoPE settings from here
+        cfg["rope_parameters"]["rope_theta"] = 10000.0
     (cand / "config.json").write_text(json.dumps(cfg))
     tok_cfg = json.loads((cand / "tokenizer_config.json").read_text())
     tok_cfg["eos_token"] = "<|im_end|>"
