@@ -142,9 +142,59 @@ def mcore_write_item_needs_shim() -> bool:
     return "serialization_format" not in source
 
 
+class _AbsentTE:
+    """Stands in for a Transformer Engine class that is not installed: nothing is an instance of it."""
+
+
+_PEFT_TE_NAMES = {
+    # module: {global name: its HAVE_* flag}, NeMo 2.3.1's placeholders for missing TE classes
+    "nemo.collections.llm.peft.utils": {
+        "TEColumnParallelLinear": "HAVE_TE_COL_LINEAR",
+        "TELayerNormColumnParallelLinear": "HAVE_TE_LN_COL_LINEAR",
+        "TERowParallelLinear": "HAVE_TE_ROW_LINEAR",
+        "TELinear": "HAVE_TE_LINEAR",
+    },
+}
+
+
+def peft_te_placeholders_need_patch() -> bool:
+    """True when NeMo's LoRA would touch a Transformer Engine placeholder (TE not installed).
+
+    NeMo 2.3.1's ``LoRA.transform`` evaluates ``m.__class__ == te.Linear`` for every
+    Megatron linear layer, and ``get_adapter_attributes_from_linear`` evaluates
+    ``isinstance(m, TELayerNormColumnParallelLinear)`` outside its ``HAVE_TE``
+    guard; without TE both raise "transformer_engine.pytorch could not be imported".
+    """
+    return not has_module("transformer_engine") and has_module("nemo")
+
+
+def _patch_peft_te_placeholders() -> bool:
+    import sys
+    import types
+
+    import nemo.collections.llm.peft.lora as lora
+    import nemo.collections.llm.peft.utils  # noqa: F401  (loads the module patched below)
+
+    changed = False
+    # (the placeholder raises on any attribute access, so test its type, not its attributes)
+    if not lora.HAVE_TE and not isinstance(lora.te, types.SimpleNamespace):
+        lora.te = types.SimpleNamespace(Linear=_AbsentTE)
+        changed = True
+    for module_name, names in _PEFT_TE_NAMES.items():
+        module = sys.modules[module_name]
+        for name, flag in names.items():
+            if not getattr(module, flag, True) and getattr(module, name) is not _AbsentTE:
+                setattr(module, name, _AbsentTE)
+                changed = True
+    return changed
+
+
 def apply_runtime_patches() -> list[str]:
     """Patch what this process needs at run time; returns what was patched (idempotent)."""
     done = []
+    if peft_te_placeholders_need_patch():
+        _patch_peft_te_placeholders()
+        done.append("NeMo LoRA's Transformer Engine class checks see a never-matching class (TE not installed)")
     if mcore_write_item_needs_shim():
         import megatron.core.dist_checkpointing.strategies.filesystem_async as fsa
         from torch.distributed.checkpoint import filesystem
@@ -163,19 +213,25 @@ def apply_runtime_patches() -> list[str]:
     return done
 
 
-def runtime_changes() -> list[Change]:
-    if not mcore_write_item_needs_shim():
-        return []
-    return [
-        Change(
-            "trainer.callbacks[+]",
-            "jpqwen.nemo.callbacks.RuntimeCompat",
+def runtime_changes(stack: Stack | None = None) -> list[Change]:
+    """Run-time patches the training processes need (applied there by the RuntimeCompat callback)."""
+    reasons = []
+    if mcore_write_item_needs_shim():
+        reasons.append(
             "torch >= 2.7 changed the private _write_item that megatron-core 0.12 calls when saving a "
-            "checkpoint; the callback wraps it with serialization_format=TORCH_SAVE in the training process",
+            "checkpoint: wrapped with serialization_format=TORCH_SAVE"
         )
-    ]
+    no_te = (not stack.transformer_engine) if stack is not None else peft_te_placeholders_need_patch()
+    if no_te:
+        reasons.append(
+            "NeMo 2.3.1's LoRA transform compares layers with Transformer Engine classes outside its HAVE_TE "
+            "guard: without TE those checks see a class nothing is an instance of"
+        )
+    if not reasons:
+        return []
+    return [Change("trainer.callbacks[+]", "jpqwen.nemo.callbacks.RuntimeCompat", "; ".join(reasons))]
 
 
 def all_changes(stack: Stack | None = None) -> list[Change]:
     stack = stack or Stack.detect()
-    return [*model_changes(stack), *optim_changes(stack), *runtime_changes()]
+    return [*model_changes(stack), *optim_changes(stack), *runtime_changes(stack)]

@@ -94,3 +94,29 @@ def test_untied_export_keeps_the_separate_head(chain, tiny_qwen_dir):
     out = tied_aware_exporter(tiny_qwen_dir).convert_state(untied, target)
     assert not out.config.tie_word_embeddings and out.lm_head.weight is not out.model.embed_tokens.weight
     assert torch.equal(out.lm_head.weight, hf.lm_head.weight)
+
+
+def test_lora_attaches_adapters_to_local_spec_layers_without_te(llm, model_parallel):
+    """NeMo 2.3.1's LoRA trips over Transformer Engine placeholders without TE; the runtime patch fixes it."""
+    from nemo.collections.llm import fn
+    from nemo.collections.llm.peft.lora import LoRALinear
+
+    from jpqwen.nemo.environment import apply_runtime_patches
+
+    assert any("LoRA" in p for p in apply_runtime_patches())  # this venv has no Transformer Engine
+    model = _mcore(llm, tie=True)
+    before = sum(p.numel() for p in model.parameters())
+    model = fn.walk(model, llm.peft.LoRA(dim=8, alpha=16).transform)
+    layer = model.decoder.layers[0]
+    assert all(
+        isinstance(m, LoRALinear)
+        for m in (
+            layer.self_attention.linear_qkv,
+            layer.self_attention.linear_proj,
+            layer.mlp.linear_fc1,
+            layer.mlp.linear_fc2,
+        )
+    )
+    # rank 8 on qkv (64->128), proj (64->64), fc1 (64->256), fc2 (128->64), 2 layers
+    per_layer = 8 * (64 + 128) + 8 * (64 + 64) + 8 * (64 + 256) + 8 * (128 + 64)
+    assert sum(p.numel() for p in model.parameters()) - before == 2 * per_layer
