@@ -55,7 +55,7 @@ def _mcore_model(module):
     return m
 
 
-def _config_view(cfg) -> dict:
+def config_view(cfg) -> dict:
     """The NeMo/Megatron model config under Hugging Face names (see jpqwen.hf.parity.ARCH_FIELDS)."""
     return {
         "hidden_size": cfg.hidden_size,
@@ -107,18 +107,32 @@ def _logprobs(checkpoint: str, prompts_path: str, out: str, dtype: str) -> None:
     mcore = _mcore_model(model.module if hasattr(model, "module") else model)
     mcore = mcore.to(getattr(torch, dtype)).cuda().eval()
     hf_tokenizer = model.tokenizer.tokenizer  # NeMo's AutoTokenizer wraps the Hugging Face one
+    records = mcore_logprob_records(mcore, hf_tokenizer, prompts, getattr(model.config, "vocab_size", None))
+    save_reference(out, f"nemo:{path}", dtype, config_view(mcore.config), hf_tokenizer, records)
+
+
+def mcore_logprob_records(mcore, tokenizer, prompts: list[str], vocab_size: int | None = None) -> list[dict]:
+    """Megatron-Core GPTModel forward on each prompt -> ``{"prompt", "token_ids", "logprobs"}`` records.
+
+    Causal attention with an explicit mask (Megatron's convention: True = hidden), positions 0..n-1,
+    no special tokens added (the same ids the HF side gets). Runs wherever the model's parameters are.
+    Logits beyond ``vocab_size`` (Megatron pads the vocabulary to a multiple of 128) are dropped before
+    the softmax, as the exporter drops those rows (TransformFns.prune_padding).
+    """
+    import torch
+
+    device = next(mcore.parameters()).device
     records = []
     for prompt in prompts:
-        ids = hf_tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        x = torch.tensor([ids], device="cuda")
-        pos = torch.arange(len(ids), device="cuda")[None]
-        mask = torch.triu(torch.ones(len(ids), len(ids), dtype=torch.bool, device="cuda"), 1)[
-            None, None
-        ]  # True = hidden
-        with torch.inference_mode():
-            logits = mcore(input_ids=x, position_ids=pos, attention_mask=mask)
-        records.append({"prompt": prompt, "token_ids": ids, "logprobs": logits[0].float().log_softmax(-1).cpu()})
-    save_reference(out, f"nemo:{path}", dtype, _config_view(mcore.config), hf_tokenizer, records)
+        ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        x = torch.tensor([ids], device=device)
+        pos = torch.arange(len(ids), device=device)[None]
+        mask = torch.triu(torch.ones(len(ids), len(ids), dtype=torch.bool, device=device), 1)[None, None]
+        with torch.no_grad():
+            logits = mcore(input_ids=x, position_ids=pos, attention_mask=mask)  # [batch, seq, padded vocab]
+        logits = logits[0, :, :vocab_size] if vocab_size else logits[0]
+        records.append({"prompt": prompt, "token_ids": ids, "logprobs": logits.float().log_softmax(-1).cpu()})
+    return records
 
 
 def main(argv: list[str] | None = None) -> int:
