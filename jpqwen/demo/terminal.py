@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
 import unicodedata
 from typing import Any
 
@@ -13,6 +12,19 @@ def _width(text: str) -> int:
 
 def _pad(text: str, width: int) -> str:
     return text + " " * max(0, width - _width(text))
+
+
+def _wrap(text: str, columns: int) -> list[str]:
+    """Lines of at most ``columns`` display columns (CJK characters take two)."""
+    lines, cur, width = [], "", 0
+    for ch in text:
+        w = _width(ch)
+        if width + w > columns:
+            lines.append(cur)
+            cur, width = "", 0
+        cur += ch
+        width += w
+    return [*lines, cur] if cur else lines
 
 
 def render(prompt: str, answers: list[dict[str, Any]], wrap: int = 100) -> str:
@@ -29,7 +41,7 @@ def render(prompt: str, answers: list[dict[str, Any]], wrap: int = 100) -> str:
     for a in answers:
         body = a["text"].strip().replace("\n", " ") or "(no output)"
         lines.append(f"[{a['label']}]")
-        lines += textwrap.wrap(body, width=wrap // 2, initial_indent="  ", subsequent_indent="  ")  # CJK: 2 cols/char
+        lines += ["  " + line for line in _wrap(body, wrap - 2)]
     return "\n".join(lines) + "\n"
 
 
