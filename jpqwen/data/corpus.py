@@ -272,6 +272,8 @@ def run_corpus(job: CorpusJob) -> CorpusResult:
 
     logging.getLogger(_indexed.__name__).setLevel(logging.WARNING)  # it logs every part it opens
     get_tokenizer(job.tokenizer_dir, job.tokenizer_backend)
+    result.seconds["load_tokenizer_and_megatron"] = round(time.time() - t0, 3)
+    t0 = time.time()
     bar = tqdm(total=result.kept, desc=f"{job.profile.name} tokenize", unit="doc", disable=quiet())
     bar.update(result.kept - sum(int(t[3].sum()) for t in tasks))
     if job.workers <= 1 or len(tasks) <= 1:
