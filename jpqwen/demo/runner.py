@@ -61,9 +61,19 @@ def process_memory_mb(device) -> float:
 
 
 class StageModels:
-    """Every stage's model, loaded and warmed once; ``answer`` runs one prompt through one stage."""
+    """Every stage's model, loaded and warmed once; ``answer`` runs one prompt through one stage.
+
+    All model work runs on one dedicated thread: compiled decode steps with CUDA graphs are recorded
+    per thread, and the web server calls ``answer`` from whichever worker thread it likes.
+    """
 
     def __init__(self, models: dict[str, str], cfg: DemoConfig):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jpqwen-demo-model")
+        self._thread.submit(self._load, models, cfg).result()
+
+    def _load(self, models: dict[str, str], cfg: DemoConfig) -> None:
         from jpqwen.hf.generation import Decoder, warm_up
         from jpqwen.hf.models import load_model
 
@@ -93,6 +103,9 @@ class StageModels:
         self.device = next(iter(self.stages.values())).decoder.loaded.device
 
     def answer(self, name: str, prompt: str) -> dict[str, Any]:
+        return self._thread.submit(self._answer, name, prompt).result()
+
+    def _answer(self, name: str, prompt: str) -> dict[str, Any]:
         s = self.stages[name]
         gen = s.decoder.generate(prompt)
         return {
@@ -111,6 +124,7 @@ class StageModels:
 
     def close(self) -> None:
         self.stages.clear()
+        self._thread.shutdown(wait=True)
         gc.collect()
 
 
