@@ -76,6 +76,7 @@ def build_app(models, prompts: list, template: str = "{input}\n{output}"):
             model_input = Prompt(text, "instruction" if as_instruction else "completion").model_input(template)
             texts = [""] * len(names)
             infos = ["…"] * len(names)
+            yield [*texts, *infos]  # clear the previous answers at once
             for i, name in enumerate(names):
                 a = models.answer(name, model_input)
                 texts[i], infos[i] = a["text"], _stats_md(a)

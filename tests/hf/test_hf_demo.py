@@ -114,6 +114,18 @@ def test_web_page_answers_in_a_real_browser(upstream, stage_models, tmp_path):
             answers[name] = area.get_attribute("value")
         wait.until(lambda d: "tokens/s" in d.find_element(By.CSS_SELECTOR, "#stats-lora_merged").text)
         stats = {n: driver.find_element(By.CSS_SELECTOR, f"#stats-{n}").text for n in answers}
+        # a fixed instruction example: one click fills the box and ticks "as an instruction"
+        expected = direct_answer(stage_models["lora_merged"], "自己紹介してください。\n")  # default LoRA template
+        assert expected != answers["lora_merged"]  # so the page must really change to pass the wait below
+        driver.find_element(By.XPATH, "//button[contains(., '指示: 自己紹介してください。')]").click()
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#instruction input").is_selected())
+        assert (
+            driver.find_element(By.CSS_SELECTOR, "#prompt textarea").get_attribute("value") == "自己紹介してください。"
+        )
+        driver.find_element(By.CSS_SELECTOR, "#generate").click()
+        wait.until(
+            lambda d: d.find_element(By.CSS_SELECTOR, "#answer-lora_merged textarea").get_attribute("value") == expected
+        )
         shot = Path(__file__).resolve().parents[2] / "work" / "test-artifacts" / "demo_page.png"
         shot.parent.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(shot))
