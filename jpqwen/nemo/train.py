@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from jpqwen.config import section
-from jpqwen.errors import JpqwenError, NeedsGPUError
+from jpqwen.errors import ConfigError, JpqwenError, NeedsGPUError
 from jpqwen.gpu import has_module, require_gpu
 from jpqwen.monitoring import wandb_settings
 from jpqwen.nemo import inputs as upstream
@@ -111,7 +111,7 @@ def build_pretrain(cfg: dict, work: WorkDir, *, for_plan: bool = False, stack: S
     resolved = PretrainInputsResolved(
         data.train_prefix, data.validation_prefix, data.en_replay_prefix, base.nemo_checkpoint, base.hf_dir
     )
-    wb = wandb_settings(work, "pretrain")
+    wb = _wandb(work, "pretrain")
     recipe = pretrain_recipe(
         s,
         name=name,
@@ -152,6 +152,16 @@ def build_pretrain(cfg: dict, work: WorkDir, *, for_plan: bool = False, stack: S
         "run dir": str(run_dir / name),
     }
     return Built("pretrain", recipe, executor, run_dir, name, summary, stage_config, stage_inputs, changes, pending)
+
+
+def _wandb(work: WorkDir, stage: str):
+    wb = wandb_settings(work, stage)
+    if wb.enabled and not has_module("wandb"):  # else the training processes die importing it
+        raise ConfigError(
+            f"W&B is {wb.mode} (WANDB_MODE / WANDB_API_KEY) but the wandb package is not installed here",
+            hint="pip install wandb, or set WANDB_MODE=disabled to log to TensorBoard only",
+        )
+    return wb
 
 
 def _pend(flag: bool, stage: str) -> str:
@@ -208,7 +218,7 @@ def build_lora(cfg: dict, work: WorkDir, *, for_plan: bool = False, stack: Stack
 
     lora_name = f"{name}-lora"
     run_dir = work.runs / "lora" / f"{lora_name}-{_short(fingerprint('lora', stage_config, stage_inputs))}"
-    wb = wandb_settings(work, "lora")
+    wb = _wandb(work, "lora")
     recipe = lora_recipe(
         s,
         name=lora_name,
