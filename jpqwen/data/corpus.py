@@ -29,6 +29,7 @@ import numpy as np
 from tqdm import tqdm
 
 from jpqwen.data import dedup
+from jpqwen.data.filters import warm_up
 from jpqwen.data.reader import Chunk, ReadReport, iter_chunks
 from jpqwen.data.shards import (
     STATUS_CANDIDATE,
@@ -165,6 +166,7 @@ def run_pass1(job: CorpusJob, result: CorpusResult) -> list[int]:
                     continue
                 yield chunk
 
+        warm_up()  # compile the numba filter kernels once, before forking: workers inherit them
         if job.workers <= 1:
             _init_pass1(job.profile, job.shards)
             results: Iterable[dict] = (_pass1_task(c) for c in todo())

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
+from types import SimpleNamespace
 
 import numpy as np
 from nemo_curator.filters import DocumentFilter
@@ -114,48 +115,88 @@ class TextStats:
         """How often the most frequent char n-gram occurs."""
         cache = self.__dict__.setdefault("_top", {})
         if n not in cache:
-            h = self.ngram_hashes(n)
-            if h.size == 0:
-                cache[n] = 0
-            else:
-                hs = np.sort(h, kind="stable")  # timsort: fastest here on hash arrays with many repeats
-                edges = np.flatnonzero(hs[1:] != hs[:-1])
-                cache[n] = int(np.diff(edges, prepend=-1, append=hs.size - 1).max())
+            cache[n] = int(_kernels().top_count(self.ngram_hashes(n)))
         return cache[n]
 
-    def _grouped(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Start positions ordered by n-gram hash (ties in position order) and the 'same as previous' mask.
-
-        An n-gram that occurs twice has an (n-1)-prefix that occurs twice, so once the
-        (n-1) grouping exists only its multi-occurrence positions are sorted for n:
-        a few percent of the text instead of all of it.
-        """
-        cache = self.__dict__.setdefault("_grouped_cache", {})
+    def repeat_cover(self, n: int) -> int:
+        """Chars covered by char n-grams that repeat an earlier occurrence in the text."""
+        cache = self.__dict__.setdefault("_cover", {})
         if n not in cache:
-            h = self.ngram_hashes(n)
-            if n - 1 in cache:
-                pos = self.multi_positions(n - 1)
-                pos = pos[pos < h.size]
-                hp = h[pos]
-            else:
-                pos, hp = None, h
-            order = np.argsort(hp, kind="stable")  # equal hashes keep position order: the first copy leads
-            hs = hp[order]
-            cache[n] = (order if pos is None else pos[order], hs[1:] == hs[:-1])
+            cache[n] = int(_kernels().repeat_cover(self.ngram_hashes(n), n))
         return cache[n]
 
-    def repeat_starts(self, n: int) -> np.ndarray:
-        """Sorted start positions whose n-gram already occurred earlier in the text."""
-        ps, same = self._grouped(n)
-        return np.sort(ps[1:][same])
 
-    def multi_positions(self, n: int) -> np.ndarray:
-        """Sorted start positions whose n-gram occurs at least twice."""
-        ps, same = self._grouped(n)
-        member = np.zeros(ps.size, dtype=bool)
-        member[1:] |= same
-        member[:-1] |= same
-        return np.sort(ps[member])
+@lru_cache(maxsize=1)
+def _kernels():
+    """Hash-table counting of n-gram hashes, compiled by numba (one O(n) pass instead of a sort).
+
+    Compiled on first use (cached on disk by numba); ``warm_up()`` compiles them
+    before worker processes are forked so the workers inherit the machine code.
+    """
+    import numba
+
+    @numba.njit(cache=True, nogil=True)
+    def _slots(size_hint):
+        size = 16
+        while size < 2 * size_hint:
+            size <<= 1
+        bits = 0
+        while (1 << bits) < size:
+            bits += 1
+        return size, np.uint64(64 - bits)
+
+    @numba.njit(cache=True, nogil=True)
+    def top_count(keys):
+        size, shift = _slots(keys.size)
+        table = np.zeros(size, dtype=np.uint64)
+        used = np.zeros(size, dtype=np.bool_)
+        count = np.zeros(size, dtype=np.int64)
+        best = 0
+        for i in range(keys.size):
+            k = keys[i]
+            j = np.int64((k * np.uint64(0x9E3779B97F4A7C15)) >> shift)  # Fibonacci hashing
+            while used[j] and table[j] != k:
+                j = (j + 1) & (size - 1)
+            used[j] = True
+            table[j] = k
+            count[j] += 1
+            if count[j] > best:
+                best = count[j]
+        return best
+
+    @numba.njit(cache=True, nogil=True)
+    def repeat_cover(keys, n):
+        size, shift = _slots(keys.size)
+        table = np.zeros(size, dtype=np.uint64)
+        used = np.zeros(size, dtype=np.bool_)
+        covered = 0
+        last = -n
+        for i in range(keys.size):
+            k = keys[i]
+            j = np.int64((k * np.uint64(0x9E3779B97F4A7C15)) >> shift)
+            seen = False
+            while used[j]:
+                if table[j] == k:
+                    seen = True
+                    break
+                j = (j + 1) & (size - 1)
+            if seen:  # [i, i+n) repeats an earlier n-gram: add the part not covered yet
+                covered += min(n, i - last)
+                last = i
+            else:
+                used[j] = True
+                table[j] = k
+        return covered
+
+    return SimpleNamespace(top_count=top_count, repeat_cover=repeat_cover)
+
+
+def warm_up() -> None:
+    """Compile (or load) the numba kernels now, e.g. before forking workers."""
+    k = _kernels()
+    probe = np.arange(8, dtype=np.uint64)
+    k.top_count(probe)
+    k.repeat_cover(probe, 5)
 
 
 _LAST: tuple[str, TextStats] | None = None
@@ -329,10 +370,7 @@ class DuplicateNgramFilter(JapaneseFilter):
 
     def score_document(self, text: str) -> float:
         st = stats_of(text)
-        starts = st.repeat_starts(self.n)
-        # union of the equal-length intervals [s, s+n) over sorted starts
-        covered = self.n + int(np.minimum(np.diff(starts), self.n).sum()) if starts.size else 0
-        score = covered / max(len(text), 1)
+        score = st.repeat_cover(self.n) / max(len(text), 1)
         st.__dict__.setdefault("_dup_cover", {})[self.n] = score
         return score
 
