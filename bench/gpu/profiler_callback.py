@@ -53,13 +53,14 @@ class TorchProfilerCallback(pl.Callback):
         self.step_times: list[float] = []
         self._t0 = None
         self._prof = None
+        self._done = False
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         import torch
 
         torch.cuda.synchronize()
         self._t0 = time.perf_counter()
-        if trainer.global_step == self.start and self._prof is None:
+        if trainer.global_step == self.start and self._prof is None and not self._done:
             self._prof = torch.profiler.profile(
                 activities=[torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA],
                 record_shapes=False,
@@ -74,13 +75,17 @@ class TorchProfilerCallback(pl.Callback):
         if self._prof is not None and trainer.global_step >= self.start + self.steps:
             self._prof.__exit__(None, None, None)
             self._write(self._prof)
-            self._prof = False  # done; never again
+            self._prof, self._done = None, True  # one window only
 
     def _write(self, prof) -> None:
         import torch
+        from torch.autograd import DeviceType
 
+        # kernel events only: an aten op's row also carries the GPU time of the kernels it launched
         cuda = []
         for e in prof.key_averages():
+            if getattr(e, "device_type", None) != DeviceType.CUDA:
+                continue
             t = getattr(e, "self_device_time_total", None)
             if t is None:
                 t = getattr(e, "self_cuda_time_total", 0)
@@ -97,6 +102,7 @@ class TorchProfilerCallback(pl.Callback):
             "profiled_steps": self.steps,
             "step_times_s": self.step_times,
             "gpu_kernel_ms_per_step": total_ms / per_step,
+            "kernel_ms_per_step": total_ms / per_step,
             "categories_ms_per_step": {k: v / per_step for k, v in sorted(cats.items(), key=lambda kv: -kv[1])},
             "top_kernels": [
                 {
