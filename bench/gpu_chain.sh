@@ -2,49 +2,55 @@
 # jpqwen's own stages end to end on the LENT GPU machine, measured.
 #
 # The lent machine (device tool) has torch 2.11 and no NeMo; everything the
-# stages need travels in .carry/wheels (bash bench/gpu/fetch_wheels.sh, on the
-# CPU machine). One device call runs, from the repo root:
+# stages need travels in .carry (on the CPU machine: bash bench/gpu/fetch_wheels.sh
+# for the wheels, bash bench/gpu/make_data_here.sh for `make data`). A device call
+# runs, from the repo root, carrying [".carry"] (docs/gpu.md has the whole recipe):
 #
-#   set -o pipefail; STEPS="install fixture import data pretrain lora export eval demo" \
-#     bash bench/gpu_chain.sh 2>&1 | tee $OUT/log          # carry: [".carry"]
+#   set -o pipefail; STEPS="install fixture import data pretrain lora anchor cpt_default profile" \
+#     bash bench/gpu_chain.sh 2>&1 | tee $OUT/log
+#   # then, within 30 s on the same warm machine (no install: it continues WORK_DIR):
+#   set -o pipefail; STEPS="export eval handoff demo demo_bench" bash bench/gpu_chain.sh 2>&1 | tee $OUT/log
 #
 # Each stage runs through the same `make <stage>` target users run, with
 # RUNTIME=local and VENV pointed at a venv-shaped folder whose python is the
 # machine's python3 (+ PYTHONPATH of the carried stack). CONFIG is
-# bench/gpu/chain.yaml (extends configs/default.yaml, short runs).
+# bench/gpu/chain.yaml (extends configs/default.yaml, short runs, the project's shapes).
 # The model is a random-initialised HF checkpoint with exactly Qwen2.5-0.5B's
 # architecture and the real Qwen2.5 tokenizer (jpqwen.fixtures.make_random_qwen2):
 # weights cannot be downloaded here.
 #
-# Steps (STEPS, in this order; a step whose prerequisite failed is skipped):
-#   install   offline install of the carried stack (bench/gpu/install_offline.sh)
-#   doctor    python -m pipeline.doctor; versions
-#   fixture   random Qwen2.5-0.5B-shaped HF checkpoint, fp32 on disk
-#   smoke     NeMo import_ckpt -> export_ckpt -> logits parity, outside the stages (bench/gpu/stack_smoke.py)
-#   anchor    plain PyTorch + transformers loop (bench/gpu/anchor_train.py), ANCHOR_SHAPES
-#   import data pretrain lora export eval handoff demo     make <stage> (data after import: its tokenizer)
-#   cpt_default   pretrain with the NeMo recipe's own batch settings (a separate WORK_DIR)
-#   profile   torch.profiler over NeMo pretraining steps (bench/gpu/profile_pretrain.py)
-#   demo_bench    bench/demo.py: demo load / TTFT / tokens/s vs plain HF generate
+# Steps, run in this order when named in STEPS (a step whose prerequisite failed is skipped):
+#   install     offline install of the carried stack (bench/gpu/install_offline.sh)
+#   doctor      python -m pipeline.doctor; versions.json
+#   fixture     random Qwen2.5-0.5B-shaped HF checkpoint, fp32 on disk, RMSNorm weights perturbed
+#   smoke       NeMo import_ckpt -> export_ckpt -> logits parity, outside the stages (bench/gpu/stack_smoke.py)
+#   import      make import (MODEL_SOURCE = the fixture)
+#   data        the CPU machine's `make data` output from .carry/work (else make data)
+#   pretrain lora    make <stage>
+#   anchor      plain PyTorch + transformers loop (bench/gpu/anchor_train.py) at ANCHOR_SHAPES
+#   cpt_default pretrain with the NeMo recipe's own batch settings (a separate WORK_DIR)
+#   profile     torch.profiler over NeMo pretraining steps (bench/gpu/profile_pretrain.py)
+#   export eval handoff demo    make <stage> (demo: terminal mode)
+#   demo_bench  bench/demo.py: load / time to first token / tokens/s vs plain HF generate
 #
 # Results land in $OUT: log (everything), chain.json (per step: rc, seconds,
-# peak GPU memory by nvidia-smi, command), *.json of each measurement, and
-# logs.tar.gz (stage logs, stamps, recipe yamls). bench/gpu/collect.py turns
-# them into bench/results/gpu_*.json + bench/results/gpu.md on the CPU machine.
+# peak GPU memory by nvidia-smi, command), the measurements' JSON and
+# logs.tar.gz (stage logs, stamps, recipe yamls); `python -m bench.gpu.collect
+# <files_at> --tag T` turns them into bench/results/gpu_T.json on the CPU machine.
 set -uo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 cd "$REPO"
 OUT=${OUT:-/tmp/jpqwen-out}
 mkdir -p "$OUT"
-STEPS=${STEPS:-"install doctor fixture anchor import data pretrain lora export eval demo"}
+STEPS=${STEPS:-"install doctor fixture import data pretrain lora anchor cpt_default profile export eval handoff demo demo_bench"}
 export WORK_DIR=${WORK_DIR:-/tmp/jpqwen-work}
 export CONFIG=${CONFIG:-bench/gpu/chain.yaml}
 LOGS=$WORK_DIR/bench-logs
 HF_RANDOM=$WORK_DIR/hf-random-qwen2.5-0.5b
 FAKE_VENV=/tmp/jpqwen-venv
-# stages: no W&B on the lent machine (wandb is not carried: its wheel alone would
-# exceed the 64 MiB carry limit); the container records runs offline or online.
+# stages: no W&B on the lent machine (wandb is not carried: the stack already takes
+# ~55 of the 64 MiB that travel); the container records runs offline or online.
 export WANDB_MODE=${WANDB_MODE:-disabled}
 export CI=1 # quiet progress bars in the log
 # anchor shapes: "micro_batch/global_batch" pairs, same seq as the NeMo runs
