@@ -120,3 +120,6 @@ def test_lora_attaches_adapters_to_local_spec_layers_without_te(llm, model_paral
     # rank 8 on qkv (64->128), proj (64->64), fc1 (64->256), fc2 (128->64), 2 layers
     per_layer = 8 * (64 + 128) + 8 * (64 + 64) + 8 * (64 + 256) + 8 * (128 + 64)
     assert sum(p.numel() for p in model.parameters()) - before == 2 * per_layer
+    # what a LoRA checkpoint saves: the adapter weights appear in Megatron's sharded state dict
+    adapter_weights = [k for k in model.sharded_state_dict() if ".adapter." in k and k.endswith(".weight")]
+    assert len(adapter_weights) == 2 * 4 * 2  # layers x target modules x (linear_in, linear_out)
