@@ -189,9 +189,46 @@ def _patch_peft_te_placeholders() -> bool:
     return changed
 
 
+def qwen2_import_norms_need_patch() -> bool:
+    """True when NeMo's HF Qwen2 importer would drop the per-layer RMSNorm weights (TE not installed).
+
+    Without TE, Megatron's local layer spec names them ``input_layernorm`` / ``pre_mlp_layernorm``;
+    NeMo 2.3.1's ``HFQwen2Importer`` maps them only to TE's fused names
+    (``linear_qkv.layer_norm_weight``), so ``llm.import_ckpt`` leaves all 48 at 1.0, without an error
+    (found on the lent GPU; bench/gpu/lent_machine_compat/check_qwen2_norms.py shows it on CPU).
+    """
+    return not has_module("transformer_engine") and has_module("nemo")
+
+
+def _patch_qwen2_import_norms() -> bool:
+    import torch
+    from nemo.collections.llm.gpt.model.qwen2 import HFQwen2Importer
+
+    original = HFQwen2Importer.convert_state
+    if getattr(original, "_jpqwen_local_norms", False):
+        return False
+
+    def convert_state(self, source, target):
+        out = original(self, source, target)
+        layers = getattr(out, "module", out).decoder.layers
+        if getattr(layers[0].input_layernorm, "weight", None) is not None:  # local spec: separate norm modules
+            with torch.no_grad():
+                for layer, hf_layer in zip(layers, source.model.layers, strict=True):
+                    layer.input_layernorm.weight.copy_(hf_layer.input_layernorm.weight)
+                    layer.pre_mlp_layernorm.weight.copy_(hf_layer.post_attention_layernorm.weight)
+        return out
+
+    convert_state._jpqwen_local_norms = True  # type: ignore[attr-defined]
+    HFQwen2Importer.convert_state = convert_state
+    return True
+
+
 def apply_runtime_patches() -> list[str]:
     """Patch what this process needs at run time; returns what was patched (idempotent)."""
     done = []
+    if qwen2_import_norms_need_patch():
+        _patch_qwen2_import_norms()
+        done.append("NeMo's HF Qwen2 importer copies the RMSNorm weights into the local (non-TE) norm modules")
     if peft_te_placeholders_need_patch():
         _patch_peft_te_placeholders()
         done.append("NeMo LoRA's Transformer Engine class checks see a never-matching class (TE not installed)")
