@@ -23,7 +23,8 @@
 #   install     offline install of the carried stack (bench/gpu/install_offline.sh)
 #   doctor      python -m pipeline.doctor; versions.json
 #   fixture     random Qwen2.5-0.5B-shaped HF checkpoint, fp32 on disk, RMSNorm weights perturbed
-#   smoke       NeMo import_ckpt -> export_ckpt -> logits parity, outside the stages (bench/gpu/stack_smoke.py)
+#   smoke       NeMo import_ckpt -> export_ckpt -> logits parity, outside the stages (bench/gpu/stack_smoke.py;
+#               stock export needs LENT_COMPAT_ENABLE=nemo-2.3.1-qwen2-hf-connectors-local-spec-norms)
 #   import      make import (MODEL_SOURCE = the fixture)
 #   data        the CPU machine's `make data` output from .carry/work (else make data)
 #   pretrain lora    make <stage>
