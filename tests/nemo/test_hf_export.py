@@ -32,8 +32,15 @@ def chain(llm, model_parallel, tiny_qwen_dir):
     from nemo.collections.llm.gpt.model.qwen2 import HFQwen2Importer
     from transformers import AutoModelForCausalLM
 
+    from jpqwen.nemo.environment import apply_runtime_patches
+
     hf = AutoModelForCausalLM.from_pretrained(tiny_qwen_dir, torch_dtype=torch.float32)
     assert hf.config.tie_word_embeddings
+    with torch.no_grad():  # HF initialises RMSNorm weights to 1.0: make them distinct so a dropped norm shows
+        for name, p in hf.named_parameters():
+            if "norm" in name:
+                p.uniform_(0.5, 1.5, generator=torch.Generator().manual_seed(len(name)))
+    apply_runtime_patches()  # as `make import` does before converting
     untied = _mcore(llm, tie=False)
     HFQwen2Importer(str(tiny_qwen_dir)).convert_state(hf, untied)  # what `make import` writes
     tied = _mcore(llm, tie=True)
@@ -46,6 +53,11 @@ def test_import_writes_untied_copy_and_tied_model_restores_strictly(chain):
     hf, untied, tied, result = chain
     sd = untied.state_dict()
     assert torch.equal(sd["output_layer.weight"], sd["embedding.word_embeddings.weight"])
+    # every RMSNorm weight arrives, also in the local (non-TE) layer spec's separate norm modules
+    for i, layer in enumerate(hf.model.layers):
+        assert torch.equal(sd[f"decoder.layers.{i}.input_layernorm.weight"], layer.input_layernorm.weight)
+        assert torch.equal(sd[f"decoder.layers.{i}.pre_mlp_layernorm.weight"], layer.post_attention_layernorm.weight)
+    assert torch.equal(sd["decoder.final_layernorm.weight"], hf.model.norm.weight)
     assert not result.missing_keys and not result.unexpected_keys
     assert "output_layer.weight" not in tied.state_dict()
 
