@@ -14,7 +14,7 @@ dropout's CUDA RNG fork (dropout is the identity in eval mode) is a no-op.
 from __future__ import annotations
 
 import contextlib
-import os
+import socket
 
 import pytest
 import torch
@@ -29,11 +29,12 @@ PROMPTS = DEFAULT_PARITY_PROMPTS[:3]
 def megatron_cpu():
     import torch.distributed as dist
 
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    os.environ.setdefault("MASTER_PORT", "29531")
     started = not dist.is_initialized()
-    if started:
-        dist.init_process_group("gloo", rank=0, world_size=1)
+    if started:  # a one-rank gloo group on a free port (other test processes may run beside this one)
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
     from megatron.core import parallel_state, tensor_parallel
 
     parallel_state.initialize_model_parallel(1, 1)
@@ -51,9 +52,19 @@ def megatron_cpu():
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
+    """A tiny Qwen2 whose RMSNorm weights are not all 1.0 (HF's init), so a dropped norm shows."""
+    from transformers import AutoModelForCausalLM
+
     from jpqwen.fixtures import make_random_qwen2
 
-    return make_random_qwen2(tmp_path_factory.mktemp("nemo_ref_src"), seed=7, initializer_range=0.1)
+    path = make_random_qwen2(tmp_path_factory.mktemp("nemo_ref_src"), seed=7, initializer_range=0.1)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.uniform_(0.5, 1.5, generator=torch.Generator().manual_seed(len(name)))
+    model.save_pretrained(path)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +100,9 @@ def tied_mcore(megatron_cpu, source):
         )
         return cfg, cfg.configure_model(None)
 
+    from jpqwen.nemo.environment import apply_runtime_patches
+
+    apply_runtime_patches()  # as `make import` does: without TE, NeMo 2.3.1's importer would drop the norms
     _, untied = build(False)
     HFQwen2Importer(str(source)).convert_state(hf, untied)  # NeMo's importer, as `make import`
     cfg, tied = build(True)
@@ -147,3 +161,27 @@ def test_megatron_reference_catches_a_bad_export(nemo_reference, tied_mcore, sou
     report = verify_export(nemo_reference, cand, PROMPTS, device="cpu")
     assert not report.passed and report.max_abs_diff > 10 * report.atol
     assert "worst: prompt" in report.summary()
+
+
+def test_import_check_catches_dropped_norms(tied_mcore, source, tmp_path):
+    """`export.check_import`: NeMo 2.3.1's importer without TE leaves every RMSNorm at 1.0 (found on the
+    lent GPU). A Megatron model in that state, as the reference against the base HF model, fails."""
+    import copy
+
+    from transformers import AutoTokenizer
+
+    from jpqwen.release.nemo_worker import config_view, mcore_logprob_records
+
+    cfg, mcore = tied_mcore
+    broken = copy.deepcopy(mcore)
+    with torch.no_grad():
+        for layer in broken.decoder.layers:
+            layer.input_layernorm.weight.fill_(1.0)
+            layer.pre_mlp_layernorm.weight.fill_(1.0)
+    tok = AutoTokenizer.from_pretrained(source)
+    records = mcore_logprob_records(broken, tok, PROMPTS, cfg.vocab_size)
+    path = save_reference(
+        tmp_path / "base.reference.pt", "nemo:dropped-norms", "float32", config_view(broken.config), tok, records
+    )
+    report = verify_export(PrecomputedLogProbs(path), source, PROMPTS, device="cpu")
+    assert not report.passed and report.max_abs_diff > 10 * report.atol
