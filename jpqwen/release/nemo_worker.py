@@ -147,6 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     from jpqwen.gpu import require_gpu
 
     require_gpu(f"export ({args.op})")
+    from jpqwen.nemo.environment import apply_runtime_patches
+
+    # only what this stack lacks (no-ops in the pinned container): RMSNorms on import without TE, LoRA's
+    # TE class checks without TE (merge, adapter reference), megatron-core's _write_item on torch >= 2.7 (merge)
+    for change in apply_runtime_patches():
+        print(f"jpqwen export: runtime patch: {change}", file=sys.stderr)
     if args.op == "export":
         _export(args.checkpoint, args.out)
     elif args.op == "merge":
