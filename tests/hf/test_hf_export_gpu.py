@@ -21,6 +21,8 @@ pytestmark = pytest.mark.gpu
 
 IMPORT = """
 import sys
+from jpqwen.nemo.environment import apply_runtime_patches
+apply_runtime_patches()  # as `make import` does (RMSNorms without TE, _write_item on torch >= 2.7)
 from nemo.collections import llm
 llm.import_ckpt(model=llm.Qwen2Model(llm.Qwen2Config()), source="hf://" + sys.argv[1], output_path=sys.argv[2])
 """
