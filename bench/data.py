@@ -109,8 +109,11 @@ def head_corpus(src: Path, dest: Path, megabytes: float) -> Path:
 
 # ---- measuring --------------------------------------------------------------------------------
 def run_measured(cmd: list[str], env: dict | None = None, cwd: Path | None = None) -> dict:
+    import resource
+
     import psutil
 
+    usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.time()
     proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     peak = {"tree": 0, "main": 0, "tree_rss": 0}
@@ -141,10 +144,14 @@ def run_measured(cmd: list[str], env: dict | None = None, cwd: Path | None = Non
     done.set()
     t.join()
     wall = time.time() - t0
+    usage1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # CPU seconds of the whole process tree (waited-for children included): robust to other load on the machine
+    cpu = (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{out.decode(errors='replace')[-3000:]}")
     return {
         "seconds": round(wall, 2),
+        "cpu_seconds": round(cpu, 2),
         "peak_pss_mb": round(peak["tree"] / 2**20, 1),
         "peak_rss_sum_mb": round(peak["tree_rss"] / 2**20, 1),
         "main_rss_mb": round(peak["main"] / 2**20, 1),
@@ -202,9 +209,9 @@ def raw_tokenizer(corpus: Path, tokenizer: Path, megabytes: float = 8.0) -> dict
     for backend in ("tiktoken", "hf"):
         tok = QwenTokenizer(tokenizer, backend)
         tok.encode("warm up")
-        t0 = time.perf_counter()
+        t0 = time.process_time()  # CPU time: robust to other load on the machine
         count = sum(len(tok.encode(t)) for t in texts)
-        dt = time.perf_counter() - t0
+        dt = time.process_time() - t0
         out[backend] = {"mb_per_s": round(n / 1e6 / dt, 3), "tokens_per_s": round(count / dt), "mb": round(n / 1e6, 2)}
     return out
 
@@ -213,7 +220,7 @@ def stage_profile(corpus: Path, tokenizer: Path, megabytes: float = 8.0) -> dict
     """MB/s of each pass-1/pass-2 step on one core, in this process (where the time goes)."""
     sys.path.insert(0, str(REPO))
     from jpqwen.data.config import DataConfig
-    from jpqwen.data.filters import build_filters, first_failure
+    from jpqwen.data.filters import build_filters, first_failure, warm_up
     from jpqwen.data.normalize import normalize_text
     from jpqwen.data.reader import Chunk
     from jpqwen.data.shards import MinHasher, exact_hash, parse_chunk
@@ -232,23 +239,24 @@ def stage_profile(corpus: Path, tokenizer: Path, megabytes: float = 8.0) -> dict
     filters = build_filters(dc.filters)
     hasher = MinHasher(dc.near_dedup)
     tok = QwenTokenizer(tokenizer, "tiktoken")
+    warm_up()  # numba compile time is start-up, not throughput
     steps: dict[str, float] = {}
-    t = time.perf_counter()
+    t = time.process_time()
     parsed, _ = parse_chunk(Chunk(0, 0, str(corpus), False, 1, data))
-    steps["parse (orjson)"] = time.perf_counter() - t
-    t = time.perf_counter()
+    steps["parse (orjson)"] = time.process_time() - t
+    t = time.process_time()
     texts = [normalize_text(p.text, dc.normalize) for p in parsed if p.reason is None]
-    steps["normalize"] = time.perf_counter() - t
-    t = time.perf_counter()
+    steps["normalize"] = time.process_time() - t
+    t = time.process_time()
     kept = [x for x in texts if first_failure(x, filters) is None]
-    steps["21 quality rules"] = time.perf_counter() - t
-    t = time.perf_counter()
+    steps["21 quality rules"] = time.process_time() - t
+    t = time.process_time()
     hasher.bands_many(kept)
     [exact_hash(x) for x in kept]
-    steps["exact hash + MinHash bands"] = time.perf_counter() - t
-    t = time.perf_counter()
+    steps["exact hash + MinHash bands"] = time.process_time() - t
+    t = time.process_time()
     [tok.encode_document(x) for x in kept]
-    steps["tokenize (tiktoken)"] = time.perf_counter() - t
+    steps["tokenize (tiktoken)"] = time.process_time() - t
     mb = len(data) / 1e6
     out = {name: round(mb / s, 2) for name, s in steps.items()}
     out["all steps"] = round(mb / sum(steps.values()), 2)
@@ -264,20 +272,21 @@ def markdown(r: dict) -> str:
         f"{r['machine']['load_at_start']}; Python {r['machine']['python']}. Corpus: {r['corpus']['mb']:.1f} MB jsonl, "
         f"{r['corpus']['documents']:,} documents (built from the sample; see bench/data.py). Measured {r['when']}.",
         "",
-        "| run | workers | wall s | MB/s | MB/s per core | per core, excl. process start-up | peak memory (PSS, all processes) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| run | workers | wall s | CPU s | MB per CPU-second | MB/s (wall) | MB/s per core (wall) | peak memory (PSS, all processes) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in r["runs"]:
-        steady = row.get("mb_per_s_excluding_startup")
-        steady_txt = f"{steady / row['workers']:.2f}" if steady else "-"
         lines.append(
-            f"| {row['name']} | {row['workers']} | {row['seconds']} | {row['mb_per_s']:.2f} | "
-            f"{row['mb_per_s_per_core']:.2f} | {steady_txt} | {row['peak_pss_mb']:.0f} MB |"
+            f"| {row['name']} | {row['workers']} | {row['seconds']} | {row['cpu_seconds']} | "
+            f"{row['mb_per_cpu_s']:.2f} | {row['mb_per_s']:.2f} | {row['mb_per_s_per_core']:.2f} | "
+            f"{row['peak_pss_mb']:.0f} MB |"
         )
     tok = r["raw_tokenizer"]
     lines += [
         "",
-        f"Raw tokenizer on one core: tiktoken {tok['tiktoken']['mb_per_s']} MB/s, HF tokenizers {tok['hf']['mb_per_s']} MB/s.",
+        f"Raw tokenizer, one core (MB per CPU-second): tiktoken {tok['tiktoken']['mb_per_s']}, "
+        f"HF tokenizers {tok['hf']['mb_per_s']}. CPU seconds count every process of a run (workers "
+        "included), so MB per CPU-second is throughput per core even when other jobs share the machine.",
         "",
         "| target | measured | met |",
         "|---|---|---|",
@@ -351,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         size = row.get("mb", mb)
         row["mb_per_s"] = round(size / row["seconds"], 3)
         row["mb_per_s_per_core"] = round(row["mb_per_s"] / row["workers"], 3)
+        row["mb_per_cpu_s"] = round(size / max(row["cpu_seconds"], 1e-9), 3)
         if "stage_seconds" in row:
             row["mb_per_s_excluding_startup"] = round(size / row["stage_seconds"], 3)
     print("raw tokenizer ...", flush=True)
@@ -362,18 +372,21 @@ def main(argv: list[str] | None = None) -> int:
     targets = []
     for w in workers:
         if w in meg:
-            ratio = ours[w]["mb_per_s_per_core"] / meg[w]["mb_per_s_per_core"]
+            ratio = ours[w]["mb_per_cpu_s"] / meg[w]["mb_per_cpu_s"]
             targets.append(
-                {"target": f">= 10x Megatron per core ({w} workers)", "measured": f"{ratio:.2f}x", "met": ratio >= 10}
+                {
+                    "target": f">= 10x Megatron per core ({w} workers, MB per CPU-second)",
+                    "measured": f"{ratio:.2f}x",
+                    "met": ratio >= 10,
+                }
             )
-    best = max(ours.values(), key=lambda r: r["mb_per_s_per_core"])
+    best = max(ours.values(), key=lambda r: r["mb_per_cpu_s"])
     tik = result["raw_tokenizer"]["tiktoken"]["mb_per_s"]
-    frac = best["mb_per_s_per_core"] / tik
-    steady = best["mb_per_s_excluding_startup"] / best["workers"] / tik
+    frac = best["mb_per_cpu_s"] / tik
     targets.append(
         {
-            "target": ">= 70% of raw tokenizer (tiktoken, 1 core)",
-            "measured": f"{frac:.0%} end to end, {steady:.0%} excl. start-up ({best['workers']} workers)",
+            "target": ">= 70% of raw tokenizer (tiktoken, MB per CPU-second)",
+            "measured": f"{frac:.0%} end to end incl. start-up; {result['stage_profile']['all steps'] / tik:.0%} for the steps alone",
             "met": frac >= 0.7,
         }
     )
