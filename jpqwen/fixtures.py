@@ -97,7 +97,12 @@ def make_random_qwen2(
     out = Path(out_dir)
     torch.manual_seed(seed)
     config = Qwen2Config(**{**PRESETS[preset], **overrides})
-    model = Qwen2ForCausalLM(config).to(getattr(torch, dtype))
+    model = Qwen2ForCausalLM(config)
+    with torch.no_grad():  # norms start at exactly 1.0: move them, so a converter that drops norms is caught
+        for name, param in model.named_parameters():
+            if name.endswith("norm.weight"):
+                param.add_(0.1 * torch.randn_like(param))
+    model = model.to(getattr(torch, dtype))
     model.generation_config = GenerationConfig(bos_token_id=151643, eos_token_id=151643, max_new_tokens=64)
     model.save_pretrained(out, safe_serialization=True)
     write_qwen25_tokenizer(out)
