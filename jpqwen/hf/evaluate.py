@@ -32,7 +32,9 @@ STAGE_LABELS = {"base": "Qwen2.5-0.5B (base)", "continued": "continual pretraini
 class EvalConfig:
     stages: list[str] = field(default_factory=lambda: list(STAGE_ORDER))  # evaluated when present in export
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    dtype: str = "float32"  # scores comparable between GPU and CPU runs, logits not rounded to bf16; auto = bf16 on CUDA
+    dtype: str = (
+        "float32"  # scores comparable between GPU and CPU runs, logits not rounded to bf16; auto = bf16 on CUDA
+    )
     window: int = 1024  # tokens per sliding window for bits per character
     stride: int = 512  # a new window every `stride` tokens (context >= window - stride)
     max_docs_ja: int = 0  # 0 = every held-out Japanese document
