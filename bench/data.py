@@ -293,6 +293,14 @@ def markdown(r: dict) -> str:
     ]
     for t in r["targets"]:
         lines.append(f"| {t['target']} | {t['measured']} | {'yes' if t['met'] else 'no'} |")
+    if r.get("marginal_mb_per_cpu_s"):
+        lines += [
+            "",
+            "Without the fixed start-up cost (imports: torch via NeMo Curator and megatron-core, ~14 CPU-s for us), "
+            "from the difference between the full corpus and its prefix, MB per CPU-second: "
+            + ", ".join(f"{k} {v}" for k, v in r["marginal_mb_per_cpu_s"].items())
+            + ".",
+        ]
     if r.get("stage_profile"):
         lines += ["", "Where the time goes (one core, in-process, MB/s of input):", ""]
         lines += ["| step | MB/s |", "|---|---:|"]
@@ -350,12 +358,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"megatron preprocess_data.py, {w} worker(s) ...", flush=True)
             r = run_megatron(Path(args.megatron_lm), corpus, scratch / f"megatron_w{w}", tokenizer, w)
             result["runs"].append({"name": "Megatron-LM preprocess_data.py", "workers": w, **r})
-    print("ours on the small corpus (memory vs size) ...", flush=True)
-    r = run_ours(small, scratch / "ours_small", tokenizer, max(workers))
     small_mb = small.stat().st_size / 1e6
-    result["runs"].append(
-        {"name": f"jpqwen make data ({small_mb:.0f} MB prefix)", "workers": max(workers), **r, "mb": small_mb}
-    )
+    w = max(workers)
+    print("ours on the small corpus (memory vs size; start-up cost) ...", flush=True)
+    r = run_ours(small, scratch / "ours_small", tokenizer, w)
+    result["runs"].append({"name": f"jpqwen make data ({small_mb:.0f} MB prefix)", "workers": w, **r, "mb": small_mb})
+    if args.megatron_lm:
+        print("megatron on the small corpus ...", flush=True)
+        r = run_megatron(Path(args.megatron_lm), small, scratch / "megatron_small", tokenizer, w)
+        result["runs"].append(
+            {"name": f"Megatron-LM preprocess_data.py ({small_mb:.0f} MB prefix)", "workers": w, **r, "mb": small_mb}
+        )
     for row in result["runs"]:
         size = row.get("mb", mb)
         row["mb_per_s"] = round(size / row["seconds"], 3)
@@ -363,6 +376,14 @@ def main(argv: list[str] | None = None) -> int:
         row["mb_per_cpu_s"] = round(size / max(row["cpu_seconds"], 1e-9), 3)
         if "stage_seconds" in row:
             row["mb_per_s_excluding_startup"] = round(size / row["stage_seconds"], 3)
+    # marginal throughput: (big - small) MB / (big - small) CPU seconds, i.e. without the fixed start-up cost
+    result["marginal_mb_per_cpu_s"] = {}
+    for prefix in ("jpqwen make data", "Megatron-LM preprocess_data.py"):
+        big = [r for r in result["runs"] if r["name"] == prefix and r["workers"] == w]
+        sm = [r for r in result["runs"] if r["name"].startswith(prefix + " (")]
+        if big and sm:
+            d_cpu = big[0]["cpu_seconds"] - sm[0]["cpu_seconds"]
+            result["marginal_mb_per_cpu_s"][prefix] = round((mb - small_mb) / max(d_cpu, 1e-9), 3)
     print("raw tokenizer ...", flush=True)
     result["raw_tokenizer"] = raw_tokenizer(corpus, tokenizer)
     result["stage_profile"] = stage_profile(corpus, tokenizer)
@@ -383,10 +404,22 @@ def main(argv: list[str] | None = None) -> int:
     best = max(ours.values(), key=lambda r: r["mb_per_cpu_s"])
     tik = result["raw_tokenizer"]["tiktoken"]["mb_per_s"]
     frac = best["mb_per_cpu_s"] / tik
+    marginal = result["marginal_mb_per_cpu_s"]
+    ours_m = marginal.get("jpqwen make data")
+    meg_m = marginal.get("Megatron-LM preprocess_data.py")
+    if ours_m and meg_m:
+        targets.append(
+            {
+                "target": ">= 10x Megatron per core, start-up excluded (marginal)",
+                "measured": f"{ours_m / meg_m:.2f}x",
+                "met": ours_m / meg_m >= 10,
+            }
+        )
     targets.append(
         {
             "target": ">= 70% of raw tokenizer (tiktoken, MB per CPU-second)",
-            "measured": f"{frac:.0%} end to end incl. start-up; {result['stage_profile']['all steps'] / tik:.0%} for the steps alone",
+            "measured": f"{frac:.0%} end to end incl. start-up"
+            + (f"; {ours_m / tik:.0%} start-up excluded (marginal)" if ours_m else ""),
             "met": frac >= 0.7,
         }
     )
