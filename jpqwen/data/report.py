@@ -67,7 +67,7 @@ def _histogram(r: CorpusResult, path: Path) -> None:
     hi = max(int(before.max()) if before.size else 10, 10)
     bins = np.logspace(0, np.log10(hi + 1), 40)
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    ax.hist(np.maximum(before, 1), bins=bins, alpha=0.5, label=f"read ({before.size:,} docs)")
+    ax.hist(np.maximum(before, 1), bins=bins, alpha=0.5, label=f"parsed ({before.size:,} docs)")
     ax.hist(np.maximum(after, 1), bins=bins, alpha=0.7, label=f"kept ({after.size:,} docs)")
     ax.set_xscale("log")
     ax.set_xlabel("document length (characters, after normalization)")
