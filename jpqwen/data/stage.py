@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import time
 from dataclasses import asdict
@@ -157,6 +158,8 @@ def apply_args(dc: DataConfig, args: argparse.Namespace) -> DataConfig:
 
 def run(args: argparse.Namespace, cfg: dict, work: WorkDir) -> int:
     t_start = time.time()
+    # numba caches the compiled filter kernels; keep them under WORK_DIR (the package dir may be read-only)
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(work.cache / "numba"))
     try:
         dc = apply_args(data_config(cfg), args)
     except ValueError as exc:
