@@ -269,6 +269,11 @@ def run(args: argparse.Namespace, cfg: dict, work: WorkDir) -> int:
     ):
         card[key] = card["japanese"][key]
     write_card(work.data, card, ja, en, card["filters"])
+    if ja.splits["train"]["documents"] == 0:
+        raise InputError(
+            f"no Japanese document survived the filters and dedup ({ja.documents_in} read); nothing to train on",
+            hint=f"see why in {outputs['data_card_md']}; check DATA_SOURCE and data.filters",
+        )
     if dc.wandb:
         _log_wandb(work, cfg, dc, card, Path(outputs["data_card_png"]))
     stage.finish(outputs, {k: card[k] for k in ("documents_in", "documents_kept", "tokens", "seconds", "mb_per_s")})

@@ -132,3 +132,14 @@ def test_validation_file_becomes_the_validation_split(tmp_path, qwen_tokenizer_d
     assert all(v["id"].startswith("b-") for v in val)
     dup = card["examples"]["duplicate_exact"][0]
     assert dup["file"].endswith("train_0.jsonl") and dup["duplicate_of"]["file"].endswith("validation_0.jsonl")
+
+
+def test_nothing_left_to_train_on_is_an_error_with_the_card(tmp_path, qwen_tokenizer_dir, capsys):
+    src = tmp_path / "only_defects.jsonl"
+    src.write_bytes((SAMPLE_DIR / "ja_wiki" / "defects.jsonl").read_bytes())
+    rc = run_data(
+        tmp_path / "w", f"data.tokenizer={qwen_tokenizer_dir}", "data.filters.min_chars=100000", source=str(src)
+    )
+    assert rc == 2 and "no Japanese document survived" in capsys.readouterr().err
+    assert (tmp_path / "w" / "data" / "data_card.md").is_file()
+    assert not (tmp_path / "w" / "stamps" / "data.json").exists()
