@@ -33,6 +33,7 @@ DRY_RUN    ?=## 1 = print the stage command instead of running it
 PYTHON     ?= $(shell command -v python3.11 || command -v python3)## interpreter for the local virtualenv
 VENV       ?= .venv
 PYTEST_ARGS ?=
+MEGATRON_LM ?=## checkout of NVIDIA/Megatron-LM for bench-data's side-by-side run (tools/preprocess_data.py)
 
 # RUNTIME: docker when a Docker engine answers, else local (said once per stage).
 ifeq ($(origin RUNTIME),undefined)
@@ -210,8 +211,8 @@ fmt: $(VENV)/.installed ## format with ruff
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench-data: $(VENV)/.installed ## data pipeline benchmark -> bench/results/data.{json,md}
-	$(VPY) -m bench.data
+bench-data: $(VENV)/.installed ## data pipeline benchmark vs Megatron-LM's preprocess -> bench/results/data.{json,md}
+	$(VPY) -m bench.data $(if $(MEGATRON_LM),--megatron-lm $(MEGATRON_LM))
 
 clean: ## remove caches (never WORK_DIR)
 	rm -rf .pytest_cache .ruff_cache

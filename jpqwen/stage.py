@@ -46,13 +46,20 @@ class Stage:
         return read_json(self.stamp_path) if self.stamp_path.is_file() else None
 
     def up_to_date(self) -> bool:
-        """True when a finished record matches this config+inputs and its outputs exist."""
+        """True when a finished record matches this config+inputs and its outputs exist.
+
+        When true, the stamp's time is refreshed so that Make, which re-ran the
+        stage because something upstream was touched, sees it current again.
+        """
         if self.force:
             return False
         rec = self.previous()
         if not rec or rec.get("fingerprint") != self.fingerprint:
             return False
-        return all(Path(p).exists() for p in _flat_paths(rec.get("outputs", {})))
+        if not all(_output_exists(key, path) for key, path in _flat_paths(rec.get("outputs", {}))):
+            return False
+        self.stamp_path.touch()
+        return True
 
     def finish(self, outputs: dict[str, Any], metrics: dict[str, Any] | None = None) -> Path:
         record = {
@@ -84,14 +91,21 @@ def require_stage(work: WorkDir, name: str, make_target: str | None = None) -> d
     return read_json(path)
 
 
-def _flat_paths(outputs: Any) -> list[str]:
+def _flat_paths(outputs: Any, key: str = "") -> list[tuple[str, str]]:
+    """(key, absolute path) for every path recorded in a stage's outputs."""
     if isinstance(outputs, dict):
-        return [p for v in outputs.values() for p in _flat_paths(v)]
+        return [kp for k, v in outputs.items() for kp in _flat_paths(v, str(k))]
     if isinstance(outputs, list):
-        return [p for v in outputs for p in _flat_paths(v)]
+        return [kp for v in outputs for kp in _flat_paths(v, key)]
     if isinstance(outputs, str) and outputs.startswith("/"):
-        return [outputs]
+        return [(key, outputs)]
     return []
+
+
+def _output_exists(key: str, path: str) -> bool:
+    if key.endswith("_prefix"):  # a Megatron dataset prefix: <prefix>.bin + <prefix>.idx
+        return Path(path + ".bin").is_file() and Path(path + ".idx").is_file()
+    return Path(path).exists()
 
 
 def _iso(t: float) -> str:

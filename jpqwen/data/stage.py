@@ -131,16 +131,6 @@ def _outputs(work: WorkDir, dc: DataConfig, tok_dir: Path) -> dict[str, str]:
     }
 
 
-def _outputs_exist(outputs: dict[str, str]) -> bool:
-    for key, path in outputs.items():
-        if key.endswith("_prefix"):
-            if not (Path(path + ".bin").is_file() and Path(path + ".idx").is_file()):
-                return False
-        elif not Path(path).exists():
-            return False
-    return True
-
-
 def _filter_table(profile: Profile) -> list[dict[str, Any]]:
     return [{"reason": f.reason, "rule": f.describe(), "source": f.source} for f in profile.filters]
 
@@ -175,9 +165,7 @@ def run(args: argparse.Namespace, cfg: dict, work: WorkDir) -> int:
     inputs = {"ja": [f.stat_key() + [f.validation] for f in ja_files], "en": [f.stat_key() for f in en_files]}
     stage = Stage("data", work, identity, inputs, force=getattr(args, "force", False))
     outputs = _outputs(work, dc, tok_dir)
-    prev = stage.previous()
-    if not stage.force and prev and prev.get("fingerprint") == stage.fingerprint and _outputs_exist(outputs):
-        stage.stamp_path.touch()
+    if stage.up_to_date():
         log.info("data is up to date (%s); --force redoes it", stage.stamp_path)
         return 0
 

@@ -83,7 +83,6 @@ def run(args, cfg: dict, work: WorkDir) -> int:
     stage = Stage("eval", work, {"eval": to_jsonable(ecfg), "run": cfg.get("run", {})}, inputs, force=args.force)
     if stage.up_to_date():
         log.info("eval is up to date (%s); --force to redo", stage.stamp_path)
-        stage.stamp_path.touch()
         return 0
     from jpqwen.hf.prompts import load_prompts
 

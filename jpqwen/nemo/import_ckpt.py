@@ -167,7 +167,6 @@ def run(args: argparse.Namespace, cfg: dict, work: WorkDir) -> int:
     out_dir = work.models / s.name
     stage = Stage("import", work, config=s, inputs={"source": s.source}, force=args.force)
     if stage.up_to_date():
-        stage.stamp_path.touch()
         print(f"jpqwen import: up to date -> {out_dir} (--force to redo)")
         return 0
     require_gpu("import")  # the importer saves through megatron-core's CUDA path; stop here in seconds on CPU

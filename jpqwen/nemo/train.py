@@ -268,7 +268,6 @@ def _launch(built: Built, work: WorkDir, force: bool, metrics: dict[str, Any]) -
 
     stage = Stage(built.stage, work, config=built.stage_config, inputs=built.stage_inputs, force=force)
     if stage.up_to_date():
-        stage.stamp_path.touch()
         print(f"jpqwen {built.stage}: up to date -> {stage.previous()['outputs']['checkpoint']} (--force to redo)")
         return 0
     if force and built.run_dir.exists():  # keep the old run, out of the way of AutoResume

@@ -148,7 +148,6 @@ def run(args, cfg: dict, work: WorkDir) -> int:
     stage = Stage("export", work, {"export": to_jsonable(ex)}, inputs, force=args.force)
     if stage.up_to_date():
         log.info("export is up to date (%s); --force to redo", stage.stamp_path)
-        stage.stamp_path.touch()
         return 0
 
     out_dir = work.export

@@ -183,7 +183,6 @@ def run(args, cfg: dict, work: WorkDir) -> int:
     stage = Stage("handoff", work, {"handoff": to_jsonable(hcfg), "name": name}, inputs, force=args.force)
     if stage.up_to_date():
         log.info("handoff is up to date (%s); --force to redo", stage.stamp_path)
-        stage.stamp_path.touch()
         return 0
 
     final = work.handoff / name

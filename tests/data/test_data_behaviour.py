@@ -8,7 +8,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE_DIR, read_jsonl, run_data
+
+from tests.data.conftest import SAMPLE_DIR, read_jsonl, run_data
 
 OUTPUT_FILES = [
     "ja_wiki_train_text_document.bin",

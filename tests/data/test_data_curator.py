@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import SAMPLE_DIR, run_data
 
 from jpqwen.data.config import FilterConfig, NormalizeConfig
 from jpqwen.data.filters import HiraganaRatioFilter, build_filters, first_failure
 from jpqwen.data.normalize import normalize_text
+from tests.data.conftest import SAMPLE_DIR, run_data
 
 
 def test_score_filter_runs_our_filter_through_nemo_curator():

@@ -7,7 +7,6 @@ import random
 from collections import Counter
 
 import pytest
-from conftest import SAMPLE_DIR
 
 from jpqwen.data.config import FilterConfig, NormalizeConfig
 from jpqwen.data.filters import (
@@ -26,6 +25,7 @@ from jpqwen.data.filters import (
     first_failure,
 )
 from jpqwen.data.normalize import normalize_text
+from tests.data.conftest import SAMPLE_DIR
 
 
 def ref_top(text: str, n: int) -> float:

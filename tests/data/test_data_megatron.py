@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import SAMPLE_DIR, read_jsonl
+
+from tests.data.conftest import SAMPLE_DIR, read_jsonl
 
 EOD = 151643
 

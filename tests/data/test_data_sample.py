@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from conftest import SAMPLE_DIR, read_jsonl, run_data
+from tests.data.conftest import SAMPLE_DIR, read_jsonl, run_data
 
 DEFECTS = SAMPLE_DIR / "ja_wiki" / "defects.jsonl"
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import SAMPLE_DIR
 
 from jpqwen.data.tokenizer import QwenTokenizer, tokenizer_identity
+from tests.data.conftest import SAMPLE_DIR
 
 EDGE_CASES = [
     "",
