@@ -42,7 +42,15 @@ from jpqwen.data.shards import (
     process_chunk,
 )
 from jpqwen.data.sources import InputFile
-from jpqwen.data.writer import SPLITS, get_tokenizer, load_part_stats, part_done, part_prefix, tokenize_shard
+from jpqwen.data.writer import (
+    SPLITS,
+    get_tokenizer,
+    indexed_dataset,
+    load_part_stats,
+    part_done,
+    part_prefix,
+    tokenize_shard,
+)
 
 log = logging.getLogger("jpqwen.data")
 
@@ -270,8 +278,7 @@ def run_corpus(job: CorpusJob) -> CorpusResult:
                 )
             )
     # load the tokenizer and megatron-core here, once: forked workers inherit them (~6 s each otherwise)
-    import megatron.core.datasets.indexed_dataset as _indexed
-
+    _indexed = indexed_dataset()
     logging.getLogger(_indexed.__name__).setLevel(logging.WARNING)  # it logs every part it opens
     get_tokenizer(job.tokenizer_dir, job.tokenizer_backend)
     result.seconds["load_tokenizer_and_megatron"] = round(time.time() - t0, 3)

@@ -25,9 +25,12 @@ from functools import cached_property, lru_cache
 from types import SimpleNamespace
 
 import numpy as np
-from nemo_curator.filters import DocumentFilter
 
 from jpqwen.data.config import FilterConfig
+from jpqwen.data.imports import import_module
+
+# == nemo_curator.filters.DocumentFilter, without importing all of NeMo Curator (see imports.py)
+DocumentFilter = import_module("nemo_curator.filters.doc_filter").DocumentFilter
 
 _SENTENCE = re.compile(r"[^。．！？!?\n]+[。．！？!?]*")
 _URL = re.compile(r"(?:https?|ftp)://[^\s　<>\"']+|www\.[^\s　<>\"']+")

@@ -11,9 +11,11 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from nemo_curator.modifiers import DocumentModifier
-
 from jpqwen.data.config import NormalizeConfig
+from jpqwen.data.imports import import_module
+
+# == nemo_curator.modifiers.DocumentModifier, without importing all of NeMo Curator (see imports.py)
+DocumentModifier = import_module("nemo_curator.modifiers.doc_modifier").DocumentModifier
 
 # C0/C1 controls except \t and \n, plus zero-width chars and the BOM.
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200d\u2060\ufeff]")

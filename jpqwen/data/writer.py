@@ -16,11 +16,18 @@ from pathlib import Path
 
 import numpy as np
 
+from jpqwen.data.imports import import_module
 from jpqwen.data.shards import candidate_texts, load_arrays, load_summary
 from jpqwen.data.tokenizer import QwenTokenizer
 
 SPLITS = ("train", "validation")
 _TOKENIZERS: dict[tuple[str, str], QwenTokenizer] = {}
+
+
+def indexed_dataset():
+    """megatron.core.datasets.indexed_dataset, without megatron-core's package __init__ (see imports.py)."""
+    # parallel_state first, as megatron.core's __init__ does: megatron.core.utils and it import each other
+    return import_module("megatron.core.parallel_state", "megatron.core.datasets.indexed_dataset")
 
 
 def get_tokenizer(tokenizer_dir: str, backend: str) -> QwenTokenizer:
@@ -42,7 +49,7 @@ def tokenize_shard(
     shards: Path, parts: Path, index: int, keep: np.ndarray, tokenizer_dir: str, backend: str, jsonl_split: str
 ) -> dict:
     """Tokenize the kept candidates of shard ``index``; write its parts; return token counts."""
-    from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
+    IndexedDatasetBuilder = indexed_dataset().IndexedDatasetBuilder
 
     tok = get_tokenizer(tokenizer_dir, backend)
     arrays = load_arrays(shards, index)
@@ -91,7 +98,7 @@ def load_part_stats(parts: Path, index: int) -> dict:
 
 def merge_parts(prefixes: list[Path], final_prefix: Path) -> Path:
     """Concatenate parts (in the given order) into ``final_prefix``.{bin,idx}, atomically."""
-    from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
+    IndexedDatasetBuilder = indexed_dataset().IndexedDatasetBuilder
 
     final_prefix.parent.mkdir(parents=True, exist_ok=True)
     bin_tmp = Path(f"{final_prefix}.bin.tmp")
