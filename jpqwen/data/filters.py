@@ -13,8 +13,9 @@ Character classes (Unicode blocks):
 "Japanese letters" = hiragana + katakana + kanji; "Japanese chars" adds the
 punctuation/full-width forms. Ratios of characters are over non-whitespace chars.
 
-Score functions share one analysis of the text (code points as a numpy array,
-n-gram hashes), cached for the last text seen, so ten filters cost about one pass.
+Score functions share one analysis of the text (code points as a numpy array; one
+numba pass for the class histogram, paragraphs and sentences; n-gram hashes), cached
+for the last text seen, so twenty-one filters cost about one pass (kernels.py).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -32,10 +32,7 @@ from jpqwen.data.imports import import_module
 # == nemo_curator.filters.DocumentFilter, without importing all of NeMo Curator (see imports.py)
 DocumentFilter = import_module("nemo_curator.filters.doc_filter").DocumentFilter
 
-_SENTENCE = re.compile(r"[^。．！？!?\n]+[。．！？!?]*")
 _URL = re.compile(r"(?:https?|ftp)://[^\s　<>\"']+|www\.[^\s　<>\"']+")
-_ELLIPSIS_END = ("…", "...", "‥", "・・・")
-_MUL = np.uint64(0x100000001B3)  # FNV prime: rolling polynomial hash of char n-grams (mod 2**64)
 
 
 # Character classes as sorted code point ranges: (first code point, class).
@@ -47,13 +44,11 @@ _RANGES = [
     (0x4E00, _KANJI), (0xA000, _OTHER), (0xF900, _KANJI), (0xFB00, _OTHER), (0xFF01, _PUNCT), (0xFF66, _KATA),
     (0xFFA0, _OTHER), (0x20000, _KANJI), (0x30000, _OTHER),
 ]  # fmt: skip
-_RANGE_STARTS = np.array([r[0] for r in _RANGES], dtype=np.uint32)
-_CLASS_OF_RANGE = np.array([r[1] for r in _RANGES], dtype=np.int64)
 
 
 @dataclass
 class TextStats:
-    """Everything the filters measure about one text, computed lazily."""
+    """Everything the filters measure about one text, computed lazily (numba kernels, kernels.py)."""
 
     text: str
 
@@ -66,140 +61,78 @@ class TextStats:
         return len(self.text)
 
     @cached_property
-    def _class_histogram(self) -> np.ndarray:
-        # one searchsorted + bincount instead of a mask per Unicode block
-        return np.bincount(
-            _CLASS_OF_RANGE[np.searchsorted(_RANGE_STARTS, self.codepoints, side="right") - 1], minlength=6
-        )
+    def profile(self) -> list[int]:
+        """One pass: class histogram, paragraph and sentence counts (layout: kernels.N_OTHER ...)."""
+        k = kernels()
+        return k.text_profile(self.codepoints, _flags()).tolist()
 
     @cached_property
     def n_visible(self) -> int:
-        return int(self.codepoints.size - self._class_histogram[_SPACE])
+        return self.codepoints.size - self.profile[_SPACE]
 
     @cached_property
     def class_counts(self) -> tuple[int, int, int, int]:
         """(hiragana, katakana, kanji, Japanese punctuation/full-width) counts."""
-        h = self._class_histogram
-        return int(h[_HIRA]), int(h[_KATA]), int(h[_KANJI]), int(h[_PUNCT])
-
-    @cached_property
-    def paragraphs(self) -> list[str]:
-        return [p.strip() for p in self.text.split("\n") if p.strip()]
-
-    @cached_property
-    def sentences(self) -> list[str]:
-        return [s.strip() for s in _SENTENCE.findall(self.text) if s.strip()]
+        p = self.profile
+        return p[_HIRA], p[_KATA], p[_KANJI], p[_PUNCT]
 
     @cached_property
     def paragraph_dups(self) -> tuple[float, float]:
-        return _dup_fraction(self.paragraphs)
+        """(share of paragraphs that repeat an earlier one, share of their chars); paragraphs are
+        the non-empty stripped lines."""
+        k, p = kernels(), self.profile
+        return _dup_fraction(p[k.PAR_COUNT], p[k.PAR_CHARS], p[k.PAR_DUP], p[k.PAR_DUP_CHARS])
 
     @cached_property
     def sentence_dups(self) -> tuple[float, float]:
-        return _dup_fraction(self.sentences)
+        k, p = kernels(), self.profile
+        return _dup_fraction(p[k.SENT_COUNT], p[k.SENT_CHARS], p[k.SENT_DUP], p[k.SENT_DUP_CHARS])
+
+    @cached_property
+    def sentence_lengths(self) -> tuple[int, int, int, int]:
+        """(sentences, their chars, the longest, how many end in an ellipsis); sentences are the
+        stripped non-empty matches of ``[^。．！？!?\\n]+[。．！？!?]*``."""
+        k, p = kernels(), self.profile
+        return p[k.SENT_COUNT], p[k.SENT_CHARS], p[k.SENT_MAX], p[k.SENT_ELLIPSIS]
 
     def ngram_hashes(self, n: int) -> np.ndarray:
-        """uint64 hash of every char n-gram, by start position (rolling, built from n-1)."""
+        """uint64 hash of every char n-gram, by start position (rolling polynomial, mod 2**64)."""
         cache = self.__dict__.setdefault("_ngrams", {})
-        if n in cache:
-            return cache[n]
-        cp = self.codepoints.astype(np.uint64)
-        if cp.size < n:
-            out = np.zeros(0, dtype=np.uint64)
-        elif n == 1:
-            out = cp
-        else:
-            prev = self.ngram_hashes(n - 1)
-            out = prev[: cp.size - n + 1] * _MUL + cp[n - 1 :]  # uint64 arrays wrap silently: mod 2**64
-        cache[n] = out
-        return out
+        if n not in cache:
+            cache[n] = kernels().ngram_hashes(self.codepoints, n)
+        return cache[n]
 
     def top_count(self, n: int) -> int:
         """How often the most frequent char n-gram occurs."""
         cache = self.__dict__.setdefault("_top", {})
         if n not in cache:
-            cache[n] = int(_kernels().top_count(self.ngram_hashes(n)))
+            cache[n] = int(kernels().top_count(self.ngram_hashes(n)))
         return cache[n]
 
     def repeat_cover(self, n: int) -> int:
         """Chars covered by char n-grams that repeat an earlier occurrence in the text."""
         cache = self.__dict__.setdefault("_cover", {})
         if n not in cache:
-            cache[n] = int(_kernels().repeat_cover(self.ngram_hashes(n), n))
+            cache[n] = int(kernels().repeat_cover(self.ngram_hashes(n), n))
         return cache[n]
 
 
 @lru_cache(maxsize=1)
-def _kernels():
-    """Hash-table counting of n-gram hashes, compiled by numba (one O(n) pass instead of a sort).
+def kernels():
+    """jpqwen.data.kernels (numba), imported on first use."""
+    from jpqwen.data import kernels as k
 
-    Compiled on first use (cached on disk by numba); ``warm_up()`` compiles them
-    before worker processes are forked so the workers inherit the machine code.
-    """
-    import numba
+    return k
 
-    @numba.njit(cache=True, nogil=True)
-    def _slots(size_hint):
-        size = 16
-        while size < 2 * size_hint:
-            size <<= 1
-        bits = 0
-        while (1 << bits) < size:
-            bits += 1
-        return size, np.uint64(64 - bits)
 
-    @numba.njit(cache=True, nogil=True)
-    def top_count(keys):
-        size, shift = _slots(keys.size)
-        table = np.zeros(size, dtype=np.uint64)
-        used = np.zeros(size, dtype=np.bool_)
-        count = np.zeros(size, dtype=np.int64)
-        best = 0
-        for i in range(keys.size):
-            k = keys[i]
-            j = np.int64((k * np.uint64(0x9E3779B97F4A7C15)) >> shift)  # Fibonacci hashing
-            while used[j] and table[j] != k:
-                j = (j + 1) & (size - 1)
-            used[j] = True
-            table[j] = k
-            count[j] += 1
-            if count[j] > best:
-                best = count[j]
-        return best
-
-    @numba.njit(cache=True, nogil=True)
-    def repeat_cover(keys, n):
-        size, shift = _slots(keys.size)
-        table = np.zeros(size, dtype=np.uint64)
-        used = np.zeros(size, dtype=np.bool_)
-        covered = 0
-        last = -n
-        for i in range(keys.size):
-            k = keys[i]
-            j = np.int64((k * np.uint64(0x9E3779B97F4A7C15)) >> shift)
-            seen = False
-            while used[j]:
-                if table[j] == k:
-                    seen = True
-                    break
-                j = (j + 1) & (size - 1)
-            if seen:  # [i, i+n) repeats an earlier n-gram: add the part not covered yet
-                covered += min(n, i - last)
-                last = i
-            else:
-                used[j] = True
-                table[j] = k
-        return covered
-
-    return SimpleNamespace(top_count=top_count, repeat_cover=repeat_cover)
+@lru_cache(maxsize=1)
+def _flags() -> np.ndarray:
+    return kernels().flags_table(_RANGES)
 
 
 def warm_up() -> None:
-    """Compile (or load) the numba kernels now, e.g. before forking workers."""
-    k = _kernels()
-    probe = np.arange(8, dtype=np.uint64)
-    k.top_count(probe)
-    k.repeat_cover(probe, 5)
+    """Compile the numba kernels now, or load them from numba's disk cache (e.g. before forking workers)."""
+    kernels().warm_up(_flags())
 
 
 _LAST: tuple[str, TextStats] | None = None
@@ -216,20 +149,11 @@ def stats_of(text: str) -> TextStats:
     return st
 
 
-def _dup_fraction(items: list[str]) -> tuple[float, float]:
+def _dup_fraction(count: int, chars: int, dup: int, dup_chars: int) -> tuple[float, float]:
     """(share of items that repeat an earlier one, share of their chars)."""
-    if not items:
+    if not count:
         return 0.0, 0.0
-    seen: set[str] = set()
-    dup_n = dup_chars = total_chars = 0
-    for it in items:
-        total_chars += len(it)
-        if it in seen:
-            dup_n += 1
-            dup_chars += len(it)
-        else:
-            seen.add(it)
-    return dup_n / len(items), dup_chars / max(total_chars, 1)
+    return dup / count, dup_chars / max(chars, 1)
 
 
 class JapaneseFilter(DocumentFilter):
@@ -391,8 +315,8 @@ class MeanSentenceLengthFilter(JapaneseFilter):
     source = "Swallow: mean sentence length in [20, 90] chars"
 
     def score_document(self, text: str) -> float:
-        sents = stats_of(text).sentences
-        return sum(map(len, sents)) / len(sents) if sents else 0.0
+        count, chars, _, _ = stats_of(text).sentence_lengths
+        return chars / count if count else 0.0
 
 
 class MaxSentenceLengthFilter(JapaneseFilter):
@@ -400,8 +324,8 @@ class MaxSentenceLengthFilter(JapaneseFilter):
     source = "Swallow: longest sentence <= 200 chars"
 
     def score_document(self, text: str) -> float:
-        sents = stats_of(text).sentences
-        return float(max(map(len, sents))) if sents else 0.0
+        count, _, longest, _ = stats_of(text).sentence_lengths
+        return float(longest) if count else 0.0
 
 
 class EllipsisSentencesFilter(JapaneseFilter):
@@ -409,10 +333,8 @@ class EllipsisSentencesFilter(JapaneseFilter):
     source = "Swallow: sentences ending in an ellipsis <= 0.2"
 
     def score_document(self, text: str) -> float:
-        sents = stats_of(text).sentences
-        if not sents:
-            return 0.0
-        return sum(s.endswith(_ELLIPSIS_END) for s in sents) / len(sents)
+        count, _, _, ellipsis = stats_of(text).sentence_lengths
+        return ellipsis / count if count else 0.0
 
 
 def build_filters(cfg: FilterConfig) -> list[JapaneseFilter]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections import Counter
 
 import pytest
@@ -99,3 +100,124 @@ def test_lines_sentences_urls_length():
     assert UrlRatioFilter(high=0.4).score_document(f"見て{url}") == pytest.approx(len(url) / (len(url) + 2))
     f = DocLengthFilter(low=400)
     assert not f.keep_document(f.score_document("短い")) and f.keep_document(f.score_document("長" * 400))
+
+
+# ---- the numba kernels and the guarded normalizer against plain-Python definitions -------------
+_SENTENCE = re.compile(r"[^。．！？!?\n]+[。．！？!?]*")
+
+
+def ref_dups(items: list[str]) -> tuple[float, float]:
+    if not items:
+        return 0.0, 0.0
+    seen: set[str] = set()
+    dup_n = dup_chars = total = 0
+    for it in items:
+        total += len(it)
+        if it in seen:
+            dup_n += 1
+            dup_chars += len(it)
+        seen.add(it)
+    return dup_n / len(items), dup_chars / max(total, 1)
+
+
+def ref_profile(text: str) -> dict:
+    paragraphs = [p.strip() for p in text.split("\n") if p.strip()]
+    sentences = [s.strip() for s in _SENTENCE.findall(text) if s.strip()]
+    ellipsis = ("…", "...", "‥", "・・・")
+    return {
+        "paragraph_dups": ref_dups(paragraphs),
+        "sentence_dups": ref_dups(sentences),
+        "sentence_lengths": (
+            len(sentences),
+            sum(map(len, sentences)),
+            max(map(len, sentences), default=0),
+            sum(s.endswith(ellipsis) for s in sentences),
+        ),
+    }
+
+
+def ref_classes(text: str) -> tuple[int, int, int, int, int]:
+    """(hiragana, katakana, kanji, punctuation, visible) by the Unicode blocks in filters.py's docstring."""
+
+    def cls(c: int) -> str:
+        if c in (0x9, 0xA, 0xD, 0x20, 0x3000):
+            return "space"
+        if 0x3041 <= c <= 0x309F:
+            return "hira"
+        if 0x30A0 <= c <= 0x30FF or 0x31F0 <= c <= 0x31FF or 0xFF66 <= c <= 0xFF9F:
+            return "kata"
+        if 0x3005 <= c <= 0x3007 or 0x3400 <= c <= 0x4DBF or 0x4E00 <= c <= 0x9FFF or 0xF900 <= c <= 0xFAFF:
+            return "kanji"
+        if 0x20000 <= c <= 0x2FFFF:
+            return "kanji"
+        if 0x3001 <= c <= 0x303F or 0xFF01 <= c <= 0xFF65:
+            return "punct"
+        return "other"
+
+    counts = Counter(cls(ord(ch)) for ch in text)
+    return counts["hira"], counts["kata"], counts["kanji"], counts["punct"], len(text) - counts["space"]
+
+
+def ref_ngram_hashes(text: str, n: int) -> list[int]:
+    cps = [ord(c) for c in text]
+    out = []
+    for i in range(len(cps) - n + 1):
+        h = 0
+        for c in cps[i : i + n]:
+            h = (h * 0x100000001B3 + c) % 2**64
+        out.append(h)
+    return out
+
+
+def ref_normalize(text: str, cfg: NormalizeConfig) -> str:
+    """normalize_text as first written: every substitution always runs."""
+    import unicodedata
+
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if cfg.nfc:
+        text = unicodedata.normalize("NFC", text)
+    if cfg.strip_control:
+        text = re.sub("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200d\u2060\ufeff]", "", text)
+    if cfg.collapse_spaces:
+        text = re.sub(" *\n *", "\n", re.sub("[ \t\u00a0]+", " ", text)).strip()
+    if cfg.max_blank_lines >= 0:
+        limit = cfg.max_blank_lines + 1
+        text = re.sub(f"\n{{{limit + 1},}}", "\n" * limit, text)
+    return text
+
+
+def _tricky_texts(count: int = 400) -> list[str]:
+    """Random texts over the characters the kernels treat specially (whitespace kinds, sentence
+    ends, ellipses, line breaks, astral kanji, controls) and repeated lines/sentences."""
+    rng = random.Random(1)
+    alphabet = list("あいアイ漢字ｶ。．！？!?.・…‥\n\n \u3000\t\xa0\x85\u2028\x0b\r\u200bab𠮷😀") + [
+        "\u30fb\u30fb\u30fb"
+    ]
+    pieces = ["同じ文。", "同じ行\n", " 同じ行 \n", "それ...", "\n\n\n\n"]
+    out = []
+    for _ in range(count):
+        k = rng.randint(0, 80)
+        out.append("".join(rng.choice(alphabet) if rng.random() < 0.8 else rng.choice(pieces) for _ in range(k)))
+    return out
+
+
+def test_text_kernels_match_python_definitions():
+    from jpqwen.data.filters import TextStats
+
+    for t in _texts() + _tricky_texts():
+        st = TextStats(t)
+        ref = ref_profile(t)
+        assert st.paragraph_dups == ref["paragraph_dups"], repr(t)
+        assert st.sentence_dups == ref["sentence_dups"], repr(t)
+        assert st.sentence_lengths == ref["sentence_lengths"], repr(t)
+        hira, kata, kanji, punct, visible = ref_classes(t)
+        assert st.class_counts == (hira, kata, kanji, punct) and st.n_visible == visible, repr(t)
+        for n in (1, 2, 5, 7):
+            assert st.ngram_hashes(n).tolist() == ref_ngram_hashes(t, n), (repr(t), n)
+
+
+def test_guarded_normalizer_equals_running_every_substitution():
+    cfgs = [NormalizeConfig(), NormalizeConfig(max_blank_lines=0), NormalizeConfig(max_blank_lines=-1)]
+    for t in _texts() + _tricky_texts() + ["  a  \n  b\t\tc\xa0\xa0d \n\n\n\n e  ", "\r\n\r\n\r\nx \r y"]:
+        for cfg in cfgs:
+            assert normalize_text(t, cfg) == ref_normalize(t, cfg), (repr(t), cfg)

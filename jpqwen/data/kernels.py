@@ -1,0 +1,259 @@
+"""The filters' per-text measurements as numba kernels over the text's code points.
+
+Module-level ``@njit(cache=True)`` functions, so numba's on-disk cache (``NUMBA_CACHE_DIR``,
+which the data stage points at ``<WORK_DIR>/cache/numba``) is found again by the next run:
+they compile once per cache directory, not once per run. Imported lazily (numba costs
+~0.5 s to import) by ``filters.kernels()``.
+
+Every result equals the plain-Python definition it replaces (``tests/data/test_data_filters.py``
+checks them against those definitions):
+
+- :func:`text_profile`: character-class histogram; the paragraphs (``text.split("\\n")``,
+  stripped, empty ones dropped) and sentences (``re.findall(r"[^。．！？!?\\n]+[。．！？!?]*")``,
+  stripped, empty ones dropped): count, chars, longest, ellipsis endings, and how many
+  repeat an earlier one and their chars. Repeats are found by hash and confirmed by
+  comparing the code points, so a hash collision cannot make two different lines equal.
+- :func:`ngram_hashes`: the rolling polynomial hash of every char n-gram (mod 2**64),
+  ``h[i] = cp[i]*M**(n-1) + ... + cp[i+n-1]``.
+- :func:`top_count` / :func:`repeat_cover`: one O(n) hash-table pass over those hashes.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+_MUL = np.uint64(0x100000001B3)  # FNV prime: rolling polynomial hash of char n-grams (mod 2**64)
+_FIB = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing
+
+# text_profile's output layout
+(
+    N_OTHER,
+    N_SPACE,
+    N_HIRA,
+    N_KATA,
+    N_KANJI,
+    N_PUNCT,
+    PAR_COUNT,
+    PAR_CHARS,
+    PAR_DUP,
+    PAR_DUP_CHARS,
+    SENT_COUNT,
+    SENT_CHARS,
+    SENT_DUP,
+    SENT_DUP_CHARS,
+    SENT_MAX,
+    SENT_ELLIPSIS,
+) = range(16)
+PROFILE_SIZE = 16
+
+# flags table bits, per code point: low 3 bits = character class, then:
+IS_WHITESPACE = 8  # str.isspace(): what str.strip() removes
+IS_TERMINATOR = 16  # 。．！？!?  (sentence end)
+
+
+@numba.njit(cache=True, nogil=True)
+def _table_size(n):
+    size = 16
+    while size < 2 * n:
+        size <<= 1
+    bits = 0
+    while (1 << bits) < size:
+        bits += 1
+    return size, np.uint64(64 - bits)
+
+
+@numba.njit(cache=True, nogil=True)
+def ngram_hashes(cp, n):
+    m = cp.size - n + 1
+    if m <= 0:
+        return np.zeros(0, dtype=np.uint64)
+    out = np.empty(m, dtype=np.uint64)
+    mul = np.uint64(0x100000001B3)
+    top = np.uint64(1)  # mul ** (n - 1)
+    h = np.uint64(0)
+    for k in range(n):
+        h = h * mul + np.uint64(cp[k])
+        if k > 0:
+            top = top * mul
+    out[0] = h
+    for i in range(1, m):
+        h = (h - np.uint64(cp[i - 1]) * top) * mul + np.uint64(cp[i + n - 1])
+        out[i] = h
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def top_count(keys):
+    """How often the most frequent key occurs."""
+    size, shift = _table_size(keys.size)
+    table = np.zeros(size, dtype=np.uint64)
+    used = np.zeros(size, dtype=np.bool_)
+    count = np.zeros(size, dtype=np.int64)
+    best = 0
+    for i in range(keys.size):
+        k = keys[i]
+        j = np.int64((k * np.uint64(0x9E3779B97F4A7C15)) >> shift)
+        while used[j] and table[j] != k:
+            j = (j + 1) & (size - 1)
+        used[j] = True
+        table[j] = k
+        count[j] += 1
+        if count[j] > best:
+            best = count[j]
+    return best
+
+
+@numba.njit(cache=True, nogil=True)
+def repeat_cover(keys, n):
+    """Positions covered by n-grams (given by their hashes) that repeat an earlier one."""
+    size, shift = _table_size(keys.size)
+    table = np.zeros(size, dtype=np.uint64)
+    used = np.zeros(size, dtype=np.bool_)
+    covered = 0
+    last = -n
+    for i in range(keys.size):
+        k = keys[i]
+        j = np.int64((k * np.uint64(0x9E3779B97F4A7C15)) >> shift)
+        seen = False
+        while used[j]:
+            if table[j] == k:
+                seen = True
+                break
+            j = (j + 1) & (size - 1)
+        if seen:  # [i, i+n) repeats an earlier n-gram: add the part not covered yet
+            covered += min(n, i - last)
+            last = i
+        else:
+            used[j] = True
+            table[j] = k
+    return covered
+
+
+@numba.njit(cache=True, nogil=True)
+def _strip(cp, flags, a, b):
+    while a < b and flags[cp[a]] & IS_WHITESPACE:
+        a += 1
+    while b > a and flags[cp[b - 1]] & IS_WHITESPACE:
+        b -= 1
+    return a, b
+
+
+@numba.njit(cache=True, nogil=True)
+def _repeats(cp, starts, ends, count):
+    """(items equal to an earlier item, their chars): exact, via a hash table of the spans."""
+    size, shift = _table_size(count)
+    slot = np.full(size, -1, dtype=np.int64)
+    hashes = np.zeros(max(count, 1), dtype=np.uint64)
+    mul = np.uint64(0x100000001B3)
+    dup = 0
+    dup_chars = 0
+    for k in range(count):
+        a = starts[k]
+        b = ends[k]
+        h = np.uint64(b - a)
+        for i in range(a, b):
+            h = h * mul + np.uint64(cp[i])
+        hashes[k] = h
+        j = np.int64((h * np.uint64(0x9E3779B97F4A7C15)) >> shift)
+        seen = False
+        while slot[j] >= 0:
+            m = slot[j]
+            if hashes[m] == h and ends[m] - starts[m] == b - a:
+                same = True
+                for i in range(b - a):
+                    if cp[starts[m] + i] != cp[a + i]:
+                        same = False
+                        break
+                if same:
+                    seen = True
+                    break
+            j = (j + 1) & (size - 1)
+        if seen:
+            dup += 1
+            dup_chars += b - a
+        else:
+            slot[j] = k
+    return dup, dup_chars
+
+
+@numba.njit(cache=True, nogil=True)
+def text_profile(cp, flags):
+    out = np.zeros(PROFILE_SIZE, dtype=np.int64)
+    n = cp.size
+    for i in range(n):
+        out[flags[cp[i]] & 7] += 1
+    starts = np.empty(n + 1, dtype=np.int64)
+    ends = np.empty(n + 1, dtype=np.int64)
+    # paragraphs: text.split("\n"), stripped, non-empty
+    count = 0
+    chars = 0
+    a = 0
+    for i in range(n + 1):
+        if i == n or cp[i] == 10:
+            s, e = _strip(cp, flags, a, i)
+            if e > s:
+                starts[count] = s
+                ends[count] = e
+                count += 1
+                chars += e - s
+            a = i + 1
+    out[PAR_COUNT] = count
+    out[PAR_CHARS] = chars
+    out[PAR_DUP], out[PAR_DUP_CHARS] = _repeats(cp, starts, ends, count)
+    # sentences: findall([^。．！？!?\n]+[。．！？!?]*), stripped, non-empty
+    count = 0
+    chars = 0
+    longest = 0
+    ellipsis = 0
+    i = 0
+    while i < n:
+        if cp[i] == 10 or flags[cp[i]] & IS_TERMINATOR:
+            i += 1
+            continue
+        a = i
+        while i < n and cp[i] != 10 and not flags[cp[i]] & IS_TERMINATOR:
+            i += 1
+        while i < n and flags[cp[i]] & IS_TERMINATOR:
+            i += 1
+        s, e = _strip(cp, flags, a, i)
+        if e > s:
+            starts[count] = s
+            ends[count] = e
+            count += 1
+            chars += e - s
+            longest = max(longest, e - s)
+            last = cp[e - 1]
+            if last == 0x2026 or last == 0x2025:  # … ‥
+                ellipsis += 1
+            elif e - s >= 3 and cp[e - 2] == last and cp[e - 3] == last and (last == 0x2E or last == 0x30FB):
+                ellipsis += 1  # ... ・・・
+    out[SENT_COUNT] = count
+    out[SENT_CHARS] = chars
+    out[SENT_MAX] = longest
+    out[SENT_ELLIPSIS] = ellipsis
+    out[SENT_DUP], out[SENT_DUP_CHARS] = _repeats(cp, starts, ends, count)
+    return out
+
+
+def flags_table(ranges: list[tuple[int, int]]) -> np.ndarray:
+    """uint8 per code point (0..0x10FFFF): class from sorted ``(first code point, class)`` ranges + bits."""
+    table = np.zeros(0x110000, dtype=np.uint8)
+    bounds = [r[0] for r in ranges] + [0x110000]
+    for (first, cls), end in zip(ranges, bounds[1:], strict=True):
+        table[first:end] = cls
+    for c in range(0x10000):  # every str.isspace() character is in the BMP
+        if chr(c).isspace():
+            table[c] |= IS_WHITESPACE
+    for c in "。．！？!?":
+        table[ord(c)] |= IS_TERMINATOR
+    return table
+
+
+def warm_up(flags: np.ndarray) -> None:
+    """Compile (or load from the cache) every kernel for the argument types the filters use."""
+    cp = np.frombuffer("ab。\nab。".encode("utf-32-le"), dtype=np.uint32)
+    h = ngram_hashes(cp, 2)
+    top_count(h)
+    repeat_cover(h, 2)
+    text_profile(cp, flags)
