@@ -21,6 +21,8 @@ import unicodedata
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
+
 from jpqwen.errors import InputError
 
 EOD_TOKEN = "<|endoftext|>"
@@ -49,13 +51,28 @@ def tokenizer_json(tokenizer_dir: str | Path) -> Path:
     return path
 
 
+_SPECS: dict[bytes, dict] = {}
+
+
+def _spec(path: Path) -> dict:
+    """tokenizer.json parsed once per process and content (the tokenizer, tiktoken's table and the
+    identity all read it; parsing takes ~0.15 s, hashing the bytes ~10 ms). Read-only."""
+    data = path.read_bytes()
+    key = hashlib.blake2b(data, digest_size=16).digest()
+    if key not in _SPECS:
+        if len(_SPECS) >= 4:
+            _SPECS.clear()
+        _SPECS[key] = json.loads(data)
+    return _SPECS[key]
+
+
 class QwenTokenizer:
     """Encode text to Qwen2.5 ids and append ``<|endoftext|>``."""
 
     def __init__(self, tokenizer_dir: str | Path, backend: str = "tiktoken"):
         self.dir = Path(tokenizer_dir)
         self.backend = backend
-        spec = json.loads(tokenizer_json(self.dir).read_text(encoding="utf-8"))
+        spec = _spec(tokenizer_json(self.dir))
         added = {t["content"]: t["id"] for t in spec.get("added_tokens", [])}
         if EOD_TOKEN not in added:
             raise InputError(f"{self.dir}/tokenizer.json has no {EOD_TOKEN} token; is this a Qwen2.5 tokenizer?")
@@ -84,18 +101,33 @@ class QwenTokenizer:
         ids.append(self.eod_id)
         return ids
 
+    def encode_document_array(self, text: str) -> np.ndarray:
+        """``encode_document`` as an int32 array (what the Megatron writer stores), without the
+        Python list: tiktoken fills a buffer directly (~10 % faster). Same ids (tested)."""
+        if self.backend != "tiktoken":
+            return np.asarray(self.encode_document(text), dtype=np.int32)
+        if not unicodedata.is_normalized("NFC", text):
+            text = unicodedata.normalize("NFC", text)
+        # no special token allowed = every special-token string is ordinary text, as in encode_ordinary
+        ids = self._enc.encode_to_numpy(text, allowed_special=set(), disallowed_special=())
+        out = np.empty(ids.size + 1, dtype=np.int32)
+        out[:-1] = ids
+        out[-1] = self.eod_id
+        return out
+
 
 @lru_cache(maxsize=4)
 def _tiktoken_encoding(path: str):
     import tiktoken
 
-    spec = json.loads(Path(path).read_text(encoding="utf-8"))
+    spec = _spec(Path(path))
     model = spec["model"]
     if model.get("type") != "BPE" or not model.get("vocab"):
         raise InputError(f"{path}: not a byte-level BPE tokenizer (model.type={model.get('type')!r})")
     pattern = _split_regex(spec, path)
-    byte_of = {c: b for b, c in _bytes_to_unicode().items()}
-    ranks = {bytes(byte_of[c] for c in token): rank for token, rank in model["vocab"].items()}
+    # token string -> its bytes: map each printable stand-in char back to its byte (via latin-1)
+    to_bytes = str.maketrans({c: chr(b) for b, c in _bytes_to_unicode().items()})
+    ranks = {token.translate(to_bytes).encode("latin-1"): rank for token, rank in model["vocab"].items()}
     specials = {t["content"]: t["id"] for t in spec.get("added_tokens", [])}
     return tiktoken.Encoding(
         name=f"qwen-bpe-{Path(path).parent.name}", pat_str=pattern, mergeable_ranks=ranks, special_tokens=specials
@@ -120,7 +152,7 @@ def tokenizer_identity(tokenizer_dir: str | Path) -> str:
     the test tokenizer and Qwen/Qwen2.5-0.5B's give the same identity when their
     vocabularies agree, and tokenized data is reused between them.
     """
-    spec = json.loads(tokenizer_json(tokenizer_dir).read_text(encoding="utf-8"))
+    spec = _spec(tokenizer_json(tokenizer_dir))
     model = spec["model"]
     merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
     eod = {t["content"]: t["id"] for t in spec.get("added_tokens", [])}.get(EOD_TOKEN)

@@ -70,7 +70,7 @@ def tokenize_shard(
         if not keep[i]:
             continue
         s = int(split_of[i])
-        ids = np.asarray(tok.encode_document(text), dtype=np.int32)
+        ids = tok.encode_document_array(text)
         builders[s].add_document(ids, [ids.size])
         st = stats[SPLITS[s]]
         st["documents"] += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from jpqwen.data.tokenizer import QwenTokenizer, tokenizer_identity
@@ -70,3 +71,11 @@ def test_identity_is_about_ids_not_file_bytes(qwen_tokenizer_dir, tmp_path):
     spec["model"]["vocab"]["!"] = 99  # a different vocabulary is a different identity
     (tmp_path / "tokenizer.json").write_text(json.dumps(spec), encoding="utf-8")
     assert tokenizer_identity(tmp_path) != tokenizer_identity(qwen_tokenizer_dir)
+
+
+def test_array_encoding_equals_list_encoding(tokenizers):
+    """What the writer stores (int32 arrays, tiktoken's buffer path) is encode_document's ids."""
+    for tok in tokenizers:
+        for text in _corpus_texts() + EDGE_CASES:
+            arr = tok.encode_document_array(text)
+            assert arr.dtype == np.int32 and arr.tolist() == tok.encode_document(text), text[:80]
