@@ -33,6 +33,7 @@
 #   profile     torch.profiler over NeMo pretraining steps (bench/gpu/profile_pretrain.py)
 #   export eval handoff demo    make <stage> (demo: terminal mode)
 #   demo_bench  bench/demo.py: load / time to first token / tokens/s vs plain HF generate
+#   gputest     pytest -m gpu (tests/hf/test_hf_export_gpu.py: NeMo checkpoint -> make export's code -> parity)
 #
 # Results land in $OUT: log (everything), chain.json (per step: rc, seconds,
 # peak GPU memory by nvidia-smi, command), the measurements' JSON and
@@ -252,6 +253,12 @@ do_demo_bench() {
   python3 bench/demo.py --model "$model" --out "$LOGS/demo_bench" && cp "$LOGS/demo_bench.json" "$OUT/demo_bench.json"
 }
 
+do_gputest() {
+  # the machine's own pytest; the test's scratch dirs under WORK_DIR so logs.tar.gz can pick them up
+  python3 -m pytest -m gpu -q -p no:cacheprovider --basetemp "$WORK_DIR/pytest" tests/hf/test_hf_export_gpu.py \
+    --junitxml "$OUT/gputest.xml"
+}
+
 step install "" do_install
 # install exports PYTHONPATH only inside its own pipeline subshell: export it here as well (also when an
 # earlier call on this same warm machine installed it: STEPS without install continue that machine's chain)
@@ -275,6 +282,7 @@ step eval "export" mk eval
 step handoff "eval" mk handoff
 step demo "export" mk demo
 step demo_bench "export" do_demo_bench
+step gputest "install" do_gputest
 
 # everything small that tells what happened, in one file ($OUT keeps at most 8 files)
 tar -czf "$OUT/logs.tar.gz" -C "$WORK_DIR" bench-logs stamps \

@@ -46,6 +46,9 @@ def _exporter_class():
 
         def convert_state(self, source, target):
             tied = is_tied(source)
+            # Megatron's local (non-TE) spec keeps RMSNorm weights in fp32 in a bf16 model; NeMo's
+            # apply_transforms asserts that every target parameter keeps its dtype: round them once here
+            match_dtype(source, next(target.parameters()).dtype)
             mapping = {
                 "decoder.layers.*.self_attention.linear_proj.weight": "model.layers.*.self_attn.o_proj.weight",
                 "decoder.layers.*.mlp.linear_fc2.weight": "model.layers.*.mlp.down_proj.weight",
@@ -104,6 +107,16 @@ def _exporter_class():
             return target
 
     return TiedAwareQwen2Exporter
+
+
+def match_dtype(source: Any, dtype: Any) -> list[str]:
+    """Cast the source's floating-point parameters that differ from ``dtype`` (in place); their names."""
+    cast = []
+    for name, p in _module(source).named_parameters():
+        if p.is_floating_point() and p.dtype != dtype:
+            p.data = p.data.to(dtype)
+            cast.append(name)
+    return cast
 
 
 def _module(source: Any) -> Any:

@@ -21,10 +21,12 @@ pytestmark = pytest.mark.gpu
 
 IMPORT = """
 import sys
+from pathlib import Path
 from jpqwen.nemo.environment import apply_runtime_patches
 apply_runtime_patches()  # as `make import` does (RMSNorms without TE, _write_item on torch >= 2.7)
-from nemo.collections import llm
-llm.import_ckpt(model=llm.Qwen2Model(llm.Qwen2Config()), source="hf://" + sys.argv[1], output_path=sys.argv[2])
+import fiddle as fdl
+from jpqwen.nemo.recipes import import_recipe
+fdl.build(import_recipe("hf://" + sys.argv[1], Path(sys.argv[2])))()  # the recipe `make import` builds
 """
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 
-def _mcore(llm, tie: bool):
+def _mcore(llm, tie: bool, dtype=torch.float32):
     cfg = llm.Qwen2Config(
         num_layers=2,
         hidden_size=64,
@@ -21,8 +21,8 @@ def _mcore(llm, tie: bool):
         share_embeddings_and_output_weights=tie,
         use_cpu_initialization=True,
         perform_initialization=False,
-        bf16=False,
-        params_dtype=torch.float32,
+        bf16=dtype == torch.bfloat16,
+        params_dtype=dtype,
     )
     return cfg.configure_model(None)
 
@@ -81,6 +81,33 @@ def test_tied_export_reproduces_the_hf_model(chain, tiny_qwen_dir):
         # same weights; kernels may differ in summation order (split tensors are views with other strides)
         torch.testing.assert_close(hf(ids).logits, out(ids).logits, rtol=1e-5, atol=1e-5)
     assert sum(p.numel() for p in out.parameters()) == sum(p.numel() for p in hf.parameters())
+
+
+def test_bf16_export_of_a_local_spec_model_with_fp32_norms(llm, chain, tiny_qwen_dir):
+    """A bf16 model without TE keeps its RMSNorms in fp32 (Megatron's local spec): the export must still work.
+
+    Found on the lent GPU: the HF target is built in bf16 and NeMo's apply_transforms asserted
+    "dtype mismatch between source and target state dicts" on the 2L+1 fp32 norm weights.
+    """
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
+    from jpqwen.nemo.hf_export import tied_aware_exporter
+
+    hf, _, tied, _ = chain
+    bf16 = _mcore(llm, tie=True, dtype=torch.bfloat16)
+    bf16.load_state_dict(tied.state_dict(), strict=True)
+    dtypes = {n: p.dtype for n, p in bf16.named_parameters()}
+    assert dtypes["decoder.layers.0.input_layernorm.weight"] == torch.float32  # what training on the lent GPU had
+    assert dtypes["decoder.layers.0.mlp.linear_fc1.weight"] == torch.bfloat16
+    target = AutoModelForCausalLM.from_config(
+        Qwen2Config(**{**hf.config.to_dict(), "tie_word_embeddings": False}), torch_dtype=torch.bfloat16
+    )
+    out = tied_aware_exporter(tiny_qwen_dir).convert_state(bf16, target)
+    assert {p.dtype for p in out.parameters()} == {torch.bfloat16}
+    a, b = hf.state_dict(), out.state_dict()
+    assert set(a) == set(b)
+    for k in a:  # every tensor arrives, rounded to bf16 once
+        assert torch.equal(a[k].to(torch.bfloat16), b[k]), k
 
 
 def test_nemo_stock_exporter_cannot_export_the_tied_model(chain, tiny_qwen_dir):
