@@ -27,6 +27,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import subprocess
 import sys
 import threading
@@ -158,8 +159,10 @@ def run_measured(cmd: list[str], env: dict | None = None, cwd: Path | None = Non
     }
 
 
-def run_ours(corpus: Path, work: Path, tokenizer: Path, workers: int) -> dict:
+def run_ours(corpus: Path, work: Path, tokenizer: Path, workers: int, numba_cache: Path | None = None) -> dict:
     env = {**os.environ, "CI": "1", "WANDB_MODE": "disabled"}
+    if numba_cache is not None:  # compiled kernels, as a second `make data` in the same WORK_DIR finds them
+        env["NUMBA_CACHE_DIR"] = str(numba_cache)
     cmd = [sys.executable, "-m", "pipeline.data", "--work-dir", str(work), "--source", str(corpus)]
     cmd += ["--workers", str(workers), "--force", "--set", "data.wandb=false", "--set", f"data.tokenizer={tokenizer}"]
     res = run_measured(cmd, env=env, cwd=REPO)
@@ -206,13 +209,46 @@ def raw_tokenizer(corpus: Path, tokenizer: Path, megabytes: float = 8.0) -> dict
             if n >= megabytes * 1e6:
                 break
     out = {}
-    for backend in ("tiktoken", "hf"):
+    # tiktoken: encode_ordinary (a list of ids); tiktoken_array: what the pipeline calls
+    # (encode_document_array: tiktoken's numpy buffer + EOD); hf: the tokenizers library
+    for name, backend, method in (
+        ("tiktoken", "tiktoken", "encode"),
+        ("tiktoken_array", "tiktoken", "encode_document_array"),
+        ("hf", "hf", "encode"),
+    ):
         tok = QwenTokenizer(tokenizer, backend)
-        tok.encode("warm up")
-        t0 = time.process_time()  # CPU time: robust to other load on the machine
-        count = sum(len(tok.encode(t)) for t in texts)
-        dt = time.process_time() - t0
-        out[backend] = {"mb_per_s": round(n / 1e6 / dt, 3), "tokens_per_s": round(count / dt), "mb": round(n / 1e6, 2)}
+        fn = getattr(tok, method)
+        fn("warm up")
+        best = None
+        for _ in range(2):  # best of two: the machine may be shared
+            t0 = time.process_time()  # CPU time: robust to other load on the machine
+            count = sum(len(fn(t)) for t in texts)
+            dt = time.process_time() - t0
+            best = dt if best is None else min(best, dt)
+        out[name] = {"mb_per_s": round(n / 1e6 / best, 3), "tokens_per_s": round(count / best), "mb": round(n / 1e6, 2)}
+    return out
+
+
+def tokenizer_reference(raw: dict) -> tuple[str, float]:
+    """The raw tokenizer the 70 % target is measured against: the faster tiktoken call path."""
+    name = max(("tiktoken", "tiktoken_array"), key=lambda k: raw.get(k, {}).get("mb_per_s", 0))
+    return name, raw[name]["mb_per_s"]
+
+
+def numba_compile_seconds(cache: Path) -> dict:
+    """CPU seconds of the filters' numba kernels: compiled into an empty cache, then loaded from it."""
+    code = (
+        "import time; t = time.process_time(); from jpqwen.data.filters import warm_up; "
+        "t1 = time.process_time(); warm_up(); print(time.process_time() - t1)"
+    )
+    out = {}
+    shutil.rmtree(cache, ignore_errors=True)
+    for key in ("first_run", "cached"):
+        env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
+        res = subprocess.run(
+            [sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, check=True
+        )
+        out[key] = round(float(res.stdout.strip().splitlines()[-1]), 2)
     return out
 
 
@@ -255,8 +291,8 @@ def stage_profile(corpus: Path, tokenizer: Path, megabytes: float = 8.0) -> dict
     [exact_hash(x) for x in kept]
     steps["exact hash + MinHash bands"] = time.process_time() - t
     t = time.process_time()
-    [tok.encode_document(x) for x in kept]
-    steps["tokenize (tiktoken)"] = time.process_time() - t
+    [tok.encode_document_array(x) for x in kept]
+    steps["tokenize (tiktoken, int32 array + EOD)"] = time.process_time() - t
     mb = len(data) / 1e6
     out = {name: round(mb / s, 2) for name, s in steps.items()}
     out["all steps"] = round(mb / sum(steps.values()), 2)
@@ -282,24 +318,52 @@ def markdown(r: dict) -> str:
             f"{row['peak_pss_mb']:.0f} MB |"
         )
     tok = r["raw_tokenizer"]
+    ref_name, _ = tokenizer_reference(tok)
+    arr = tok.get("tiktoken_array")
     lines += [
         "",
-        f"Raw tokenizer, one core (MB per CPU-second): tiktoken {tok['tiktoken']['mb_per_s']}, "
-        f"HF tokenizers {tok['hf']['mb_per_s']}. CPU seconds count every process of a run (workers "
-        "included), so MB per CPU-second is throughput per core even when other jobs share the machine.",
+        f"Raw tokenizer, one core (MB per CPU-second, best of two): tiktoken {tok['tiktoken']['mb_per_s']} "
+        "(`encode_ordinary`, a list of ids)"
+        + (f", tiktoken {arr['mb_per_s']} (`encode_to_numpy` + EOD: the call the pipeline makes)" if arr else "")
+        + f", HF tokenizers {tok['hf']['mb_per_s']}. The 70 % target is measured against the faster tiktoken "
+        f"call ({ref_name}). CPU seconds count every process of a run (workers included), so MB per CPU-second "
+        "is throughput per core even when other jobs share the machine.",
         "",
         "| target | measured | met |",
         "|---|---|---|",
     ]
     for t in r["targets"]:
         lines.append(f"| {t['target']} | {t['measured']} | {'yes' if t['met'] else 'no'} |")
-    if r.get("marginal_mb_per_cpu_s"):
+    if r.get("ceiling"):
+        c = r["ceiling"]
         lines += [
             "",
-            "Without the fixed start-up cost (imports: torch via NeMo Curator and megatron-core, ~14 CPU-s for us), "
-            "from the difference between the full corpus and its prefix, MB per CPU-second: "
+            f"Why 10x Megatron is out of reach with this tokenizer (Amdahl): tokenizing alone, with every other step "
+            f"free and no start-up, runs at {c['tokenizer_mb_per_s']} MB per CPU-second, which is "
+            f"{c['vs_megatron_end_to_end']}x Megatron end to end ({c['megatron_mb_per_cpu_s']}, {c['workers']} worker) "
+            f"and {c['vs_megatron_marginal']}x Megatron without its start-up ({c['megatron_marginal']}). "
+            "The same Qwen vocabulary must come out (the tests compare ids with HF), so the ceiling moves only "
+            "with a faster exact BPE implementation (see bench/results/tokenizers.md).",
+        ]
+    if r.get("marginal_mb_per_cpu_s"):
+        startup = r.get("startup_cpu_s", {})
+        lines += [
+            "",
+            "Without the fixed start-up cost (imports of torch, megatron-core and NeMo Curator's base classes, the "
+            "tokenizer table, the data card), from the difference between the full corpus and its prefix, "
+            "MB per CPU-second: "
             + ", ".join(f"{k} {v}" for k, v in r["marginal_mb_per_cpu_s"].items())
+            + ". Start-up, from the same two runs, CPU seconds: "
+            + ", ".join(f"{k} {v}" for k, v in startup.items())
             + ".",
+        ]
+    if r.get("numba_compile_cpu_s"):
+        nc = r["numba_compile_cpu_s"]
+        lines += [
+            "",
+            f"The filters' numba kernels compile once per cache directory (`<WORK_DIR>/cache/numba`): "
+            f"{nc['first_run']} CPU-s on the very first run, {nc['cached']} CPU-s to load them afterwards. "
+            "The runs above share a warm cache (what every run after the first sees).",
         ]
     if r.get("stage_profile"):
         lines += ["", "Where the time goes (one core, in-process, MB/s of input):", ""]
@@ -325,7 +389,7 @@ def compute_targets(result: dict, workers: list[int]) -> list[dict]:
                 }
             )
     best = max(ours.values(), key=lambda r: r["mb_per_cpu_s"])
-    tik = result["raw_tokenizer"]["tiktoken"]["mb_per_s"]
+    _, tik = tokenizer_reference(result["raw_tokenizer"])
     frac = best["mb_per_cpu_s"] / tik
     marginal = result["marginal_mb_per_cpu_s"]
     ours_m = marginal.get("jpqwen make data")
@@ -340,7 +404,7 @@ def compute_targets(result: dict, workers: list[int]) -> list[dict]:
         )
     targets.append(
         {
-            "target": ">= 70% of raw tokenizer (tiktoken, MB per CPU-second)",
+            "target": ">= 70% of raw tokenizer (tiktoken, one core, MB per CPU-second)",
             "measured": f"{frac:.0%} end to end incl. start-up"
             + (f"; {ours_m / tik:.0%} start-up excluded (marginal)" if ours_m else ""),
             "met": frac >= 0.7,
@@ -401,9 +465,12 @@ def main(argv: list[str] | None = None) -> int:
         "runs": [],
     }
     workers = [int(w) for w in args.workers.split(",")]
+    numba_cache = scratch / "numba"
+    print("numba kernels: compile once, then the cached load ...", flush=True)
+    result["numba_compile_cpu_s"] = numba_compile_seconds(numba_cache)
     for w in workers:
         print(f"ours, {w} worker(s) ...", flush=True)
-        r = run_ours(corpus, scratch / f"ours_w{w}", tokenizer, w)
+        r = run_ours(corpus, scratch / f"ours_w{w}", tokenizer, w, numba_cache)
         result["runs"].append({"name": "jpqwen make data", "workers": w, **r})
         if args.megatron_lm:
             print(f"megatron preprocess_data.py, {w} worker(s) ...", flush=True)
@@ -412,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     small_mb = small.stat().st_size / 1e6
     w = max(workers)
     print("ours on the small corpus (memory vs size; start-up cost) ...", flush=True)
-    r = run_ours(small, scratch / "ours_small", tokenizer, w)
+    r = run_ours(small, scratch / "ours_small", tokenizer, w, numba_cache)
     result["runs"].append({"name": f"jpqwen make data ({small_mb:.0f} MB prefix)", "workers": w, **r, "mb": small_mb})
     if args.megatron_lm:
         print("megatron on the small corpus ...", flush=True)
@@ -435,9 +502,29 @@ def main(argv: list[str] | None = None) -> int:
         if big and sm:
             d_cpu = big[0]["cpu_seconds"] - sm[0]["cpu_seconds"]
             result["marginal_mb_per_cpu_s"][prefix] = round((mb - small_mb) / max(d_cpu, 1e-9), 3)
+    # fixed start-up cost: the intercept of CPU seconds against MB through the two runs
+    result["startup_cpu_s"] = {}
+    for prefix in ("jpqwen make data", "Megatron-LM preprocess_data.py"):
+        big = [r for r in result["runs"] if r["name"] == prefix and r["workers"] == w]
+        sm = [r for r in result["runs"] if r["name"].startswith(prefix + " (")]
+        if big and sm:
+            c_big, c_small = big[0]["cpu_seconds"], sm[0]["cpu_seconds"]
+            result["startup_cpu_s"][prefix] = round((c_small * mb - c_big * small_mb) / (mb - small_mb), 2)
     print("raw tokenizer ...", flush=True)
     result["raw_tokenizer"] = raw_tokenizer(corpus, tokenizer)
     result["stage_profile"] = stage_profile(corpus, tokenizer)
+    _, tik = tokenizer_reference(result["raw_tokenizer"])
+    meg1 = [r for r in result["runs"] if r["name"] == "Megatron-LM preprocess_data.py" and r["workers"] == min(workers)]
+    meg_m = result["marginal_mb_per_cpu_s"].get("Megatron-LM preprocess_data.py")
+    if meg1 and meg_m:
+        result["ceiling"] = {
+            "tokenizer_mb_per_s": tik,
+            "workers": min(workers),
+            "megatron_mb_per_cpu_s": meg1[0]["mb_per_cpu_s"],
+            "vs_megatron_end_to_end": round(tik / meg1[0]["mb_per_cpu_s"], 2),
+            "megatron_marginal": meg_m,
+            "vs_megatron_marginal": round(tik / meg_m, 2),
+        }
 
     result["targets"] = compute_targets(result, workers)
     out = Path(args.out)
