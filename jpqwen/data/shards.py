@@ -86,11 +86,12 @@ class MinHasher:
             h = np.frombuffer(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), dtype=np.uint64)
         return h
 
-    def bands_many(self, texts: list[str]) -> np.ndarray:
+    def bands_many(self, texts: list[str], token_hashes: list[np.ndarray] | None = None) -> np.ndarray:
+        """LSH band hashes of ``texts``; ``token_hashes``: their ``token_hashes`` if already at hand."""
         b, r = self.cfg.bands, self.cfg.rows
         if not texts:
             return np.zeros((0, b), dtype=np.uint64)
-        hashes = [self.token_hashes(t) for t in texts]
+        hashes = token_hashes if token_hashes is not None else [self.token_hashes(t) for t in texts]
         offsets = np.concatenate(([0], np.cumsum([h.size for h in hashes]))).astype(np.uint64)
         rows = self._digest(np.concatenate(hashes), offsets, self.num_perm, self.cfg.seed).to_rows()
         sig = np.asarray(rows, dtype=np.uint64).reshape(len(texts), b, r)
@@ -177,10 +178,15 @@ def process_chunk(chunk: Chunk, profile: Profile, root: Path, hasher: MinHasher 
     """Parse, normalize, filter and hash one chunk; write its shard; return its summary."""
     parsed, blank = parse_chunk(chunk)
     texts = [normalize_text(p.text, profile.normalize) if p.reason is None else "" for p in parsed]
-    failures = [
-        first_failure(t, profile.filters) if p.reason is None else None for p, t in zip(parsed, texts, strict=False)
-    ]
-    return write_shard(ChunkInfo.of(chunk), parsed, texts, failures, blank, profile, root, hasher)
+    failures: list[tuple[int, float] | None] = []
+    token_hashes: list[np.ndarray] | None = [] if hasher is not None else None
+    for p, t in zip(parsed, texts, strict=True):
+        failure = first_failure(t, profile.filters) if p.reason is None else None
+        failures.append(failure)
+        if p.reason is None and failure is None and token_hashes is not None:
+            # a candidate: its MinHash tokens now, from the n-gram hashes the filters just computed
+            token_hashes.append(hasher.token_hashes(t))
+    return write_shard(ChunkInfo.of(chunk), parsed, texts, failures, blank, profile, root, hasher, token_hashes)
 
 
 def write_shard(
@@ -192,8 +198,10 @@ def write_shard(
     profile: Profile,
     root: Path,
     hasher: MinHasher | None,
+    token_hashes: list[np.ndarray] | None = None,
 ) -> dict:
-    """Hash the candidates and write the shard of one chunk (shared by both executors)."""
+    """Hash the candidates and write the shard of one chunk (shared by both executors).
+    ``token_hashes``: the candidates' MinHash tokens, when the caller has them already."""
     lines_no: list[int] = []
     status: list[int] = []
     chars: list[int] = []
@@ -260,7 +268,9 @@ def write_shard(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     hashes = np.frombuffer(b"".join(cand_hash), dtype=np.uint64).reshape(-1, 2)
-    bands = hasher.bands_many(cand_texts) if hasher is not None else np.zeros((0, n_bands), dtype=np.uint64)
+    bands = (
+        hasher.bands_many(cand_texts, token_hashes) if hasher is not None else np.zeros((0, n_bands), dtype=np.uint64)
+    )
     np.savez(
         tmp / "arrays.npz",
         line=np.asarray(lines_no, dtype=np.int64),
