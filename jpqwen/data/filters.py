@@ -21,8 +21,7 @@ for the last text seen, so twenty-one filters cost about one pass (kernels.py).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import lru_cache
 
 import numpy as np
 
@@ -46,75 +45,95 @@ _RANGES = [
 ]  # fmt: skip
 
 
-@dataclass
 class TextStats:
-    """Everything the filters measure about one text, computed lazily (numba kernels, kernels.py)."""
+    """Everything the filters measure about one text, computed lazily (numba kernels, kernels.py).
 
-    text: str
+    Plain attributes rather than ``functools.cached_property`` (which takes a lock on every
+    first access: ~0.3 s per 100 MB here); the derived numbers are cheap reads of ``profile``.
+    """
 
-    @cached_property
+    __slots__ = ("text", "_codepoints", "_profile", "ngrams", "tops", "covers", "dup_cover")
+
+    def __init__(self, text: str):
+        self.text = text
+        self._codepoints: np.ndarray | None = None
+        self._profile: list[int] | None = None
+        self.ngrams: dict[int, np.ndarray] = {}
+        self.tops: dict[int, int] = {}
+        self.covers: dict[int, int] = {}
+        self.dup_cover: dict[int, float] = {}  # n -> DuplicateNgramFilter score, for the next rule's bound
+
+    @property
     def codepoints(self) -> np.ndarray:
-        return np.frombuffer(self.text.encode("utf-32-le"), dtype=np.uint32)
+        if self._codepoints is None:
+            self._codepoints = np.frombuffer(self.text.encode("utf-32-le"), dtype=np.uint32)
+        return self._codepoints
 
-    @cached_property
+    @property
     def n_chars(self) -> int:
         return len(self.text)
 
-    @cached_property
+    @property
     def profile(self) -> list[int]:
         """One pass: class histogram, paragraph and sentence counts (layout: kernels.N_OTHER ...)."""
-        k = kernels()
-        return k.text_profile(self.codepoints, _flags()).tolist()
+        if self._profile is None:
+            self._profile = kernels().text_profile(self.codepoints, _flags()).tolist()
+        return self._profile
 
-    @cached_property
+    @property
     def n_visible(self) -> int:
-        return self.codepoints.size - self.profile[_SPACE]
+        return len(self.text) - self.profile[_SPACE]
 
-    @cached_property
+    @property
     def class_counts(self) -> tuple[int, int, int, int]:
         """(hiragana, katakana, kanji, Japanese punctuation/full-width) counts."""
         p = self.profile
         return p[_HIRA], p[_KATA], p[_KANJI], p[_PUNCT]
 
-    @cached_property
+    @property
     def paragraph_dups(self) -> tuple[float, float]:
         """(share of paragraphs that repeat an earlier one, share of their chars); paragraphs are
         the non-empty stripped lines."""
-        k, p = kernels(), self.profile
-        return _dup_fraction(p[k.PAR_COUNT], p[k.PAR_CHARS], p[k.PAR_DUP], p[k.PAR_DUP_CHARS])
+        p = self.profile
+        return _dup_fraction(p[_PAR_COUNT], p[_PAR_CHARS], p[_PAR_DUP], p[_PAR_DUP_CHARS])
 
-    @cached_property
+    @property
     def sentence_dups(self) -> tuple[float, float]:
-        k, p = kernels(), self.profile
-        return _dup_fraction(p[k.SENT_COUNT], p[k.SENT_CHARS], p[k.SENT_DUP], p[k.SENT_DUP_CHARS])
+        p = self.profile
+        return _dup_fraction(p[_SENT_COUNT], p[_SENT_CHARS], p[_SENT_DUP], p[_SENT_DUP_CHARS])
 
-    @cached_property
+    @property
     def sentence_lengths(self) -> tuple[int, int, int, int]:
         """(sentences, their chars, the longest, how many end in an ellipsis); sentences are the
         stripped non-empty matches of ``[^。．！？!?\\n]+[。．！？!?]*``."""
-        k, p = kernels(), self.profile
-        return p[k.SENT_COUNT], p[k.SENT_CHARS], p[k.SENT_MAX], p[k.SENT_ELLIPSIS]
+        p = self.profile
+        return p[_SENT_COUNT], p[_SENT_CHARS], p[_SENT_MAX], p[_SENT_ELLIPSIS]
 
     def ngram_hashes(self, n: int) -> np.ndarray:
         """uint64 hash of every char n-gram, by start position (rolling polynomial, mod 2**64)."""
-        cache = self.__dict__.setdefault("_ngrams", {})
-        if n not in cache:
-            cache[n] = kernels().ngram_hashes(self.codepoints, n)
-        return cache[n]
+        h = self.ngrams.get(n)
+        if h is None:
+            h = self.ngrams[n] = kernels().ngram_hashes(self.codepoints, n)
+        return h
 
     def top_count(self, n: int) -> int:
         """How often the most frequent char n-gram occurs."""
-        cache = self.__dict__.setdefault("_top", {})
-        if n not in cache:
-            cache[n] = int(kernels().top_count(self.ngram_hashes(n)))
-        return cache[n]
+        c = self.tops.get(n)
+        if c is None:
+            c = self.tops[n] = int(kernels().top_count(self.ngram_hashes(n)))
+        return c
 
     def repeat_cover(self, n: int) -> int:
         """Chars covered by char n-grams that repeat an earlier occurrence in the text."""
-        cache = self.__dict__.setdefault("_cover", {})
-        if n not in cache:
-            cache[n] = int(kernels().repeat_cover(self.ngram_hashes(n), n))
-        return cache[n]
+        c = self.covers.get(n)
+        if c is None:
+            c = self.covers[n] = int(kernels().repeat_cover(self.ngram_hashes(n), n))
+        return c
+
+
+# text_profile's layout (kernels.py), repeated here so the filters need not import numba
+(_PAR_COUNT, _PAR_CHARS, _PAR_DUP, _PAR_DUP_CHARS, _SENT_COUNT, _SENT_CHARS, _SENT_DUP, _SENT_DUP_CHARS) = range(6, 14)
+_SENT_MAX, _SENT_ELLIPSIS = 14, 15
 
 
 @lru_cache(maxsize=1)
@@ -298,7 +317,7 @@ class DuplicateNgramFilter(JapaneseFilter):
     def score_document(self, text: str) -> float:
         st = stats_of(text)
         score = st.repeat_cover(self.n) / max(len(text), 1)
-        st.__dict__.setdefault("_dup_cover", {})[self.n] = score
+        st.dup_cover[self.n] = score
         return score
 
     def quick_keep(self, text: str) -> bool:
@@ -306,7 +325,7 @@ class DuplicateNgramFilter(JapaneseFilter):
         # so the chars covered by repeated n-grams are a subset of those covered by repeated m-grams.
         if self.high is None:
             return False
-        known = stats_of(text).__dict__.get("_dup_cover", {})
+        known = stats_of(text).dup_cover
         return any(m < self.n and cover <= self.high for m, cover in known.items())
 
 

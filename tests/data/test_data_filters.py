@@ -221,3 +221,18 @@ def test_guarded_normalizer_equals_running_every_substitution():
     for t in _texts() + _tricky_texts() + ["  a  \n  b\t\tc\xa0\xa0d \n\n\n\n e  ", "\r\n\r\n\r\nx \r y"]:
         for cfg in cfgs:
             assert normalize_text(t, cfg) == ref_normalize(t, cfg), (repr(t), cfg)
+
+
+def test_profile_layout_matches_the_kernel():
+    from jpqwen.data import filters, kernels
+
+    names = ["PAR_COUNT", "PAR_CHARS", "PAR_DUP", "PAR_DUP_CHARS", "SENT_COUNT", "SENT_CHARS", "SENT_DUP"]
+    names += ["SENT_DUP_CHARS", "SENT_MAX", "SENT_ELLIPSIS"]
+    assert [getattr(filters, "_" + n) for n in names] == [getattr(kernels, n) for n in names]
+    assert (filters._SPACE, filters._HIRA, filters._KATA, filters._KANJI, filters._PUNCT) == (
+        kernels.N_SPACE,
+        kernels.N_HIRA,
+        kernels.N_KATA,
+        kernels.N_KANJI,
+        kernels.N_PUNCT,
+    )
