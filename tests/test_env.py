@@ -11,6 +11,25 @@ def test_redact_hides_every_secret_value():
     assert is_secret("MY_SERVICE_PASSWORD") and not is_secret("WANDB_PROJECT")
 
 
+def test_secret_names_are_whole_name_parts():
+    for name in (
+        "HF_TOKEN",
+        "HUGGING_FACE_HUB_TOKEN",
+        "WANDB_API_KEY",
+        "NGC_API_KEY",
+        "AWS_SECRET_ACCESS_KEY",
+        "GITHUB_TOKEN",
+        "TOKEN",
+        "db_password",
+        "OPENAI_APIKEY",
+        "SSH_PRIVATE_KEY",
+    ):
+        assert is_secret(name), name
+    # TOKENIZERS_PARALLELISM=false made handoff refuse a clean package on the lent GPU
+    for name in ("TOKENIZERS_PARALLELISM", "TOKENS", "MAX_TOKENS", "WANDB_PROJECT", "KEYBOARD", "HF_HOME"):
+        assert not is_secret(name), name
+
+
 def test_dotenv_does_not_override_the_shell(tmp_path, monkeypatch):
     env_file = tmp_path / ".env"
     env_file.write_text("WANDB_PROJECT=from-file\nJPQWEN_TEST_ONLY=1\n")

@@ -30,7 +30,7 @@ from typing import Any
 
 from jpqwen import __version__
 from jpqwen.config import section, to_jsonable
-from jpqwen.env import redact, secret_values
+from jpqwen.env import redact, secret_items
 from jpqwen.errors import ConfigError, InputError, JpqwenError
 from jpqwen.io import read_json, write_text_atomic
 from jpqwen.paths import WorkDir
@@ -112,16 +112,18 @@ def architecture(model_dir: Path, parameters: int) -> dict[str, Any]:
 
 def check_no_secrets(root: Path) -> None:
     """No secret value from the environment in any text file of the package."""
-    secrets = secret_values()
+    secrets = secret_items()
     if not secrets:
         return
     for p in root.rglob("*"):
         if not p.is_file() or p.suffix in (".safetensors", ".bin", ".png", ".pt"):
             continue
         text = p.read_bytes()
-        if any(s.encode() in text for s in secrets):
+        found = sorted(name for name, value in secrets.items() if value.encode() in text)
+        if found:  # the variable's name, never its value
             raise HandoffError(
-                f"{p} contains the value of a secret environment variable; the package is not handed over"
+                f"{p} contains the value of the secret environment variable {', '.join(found)}; "
+                "the package is not handed over"
             )
 
 
