@@ -325,7 +325,7 @@ def markdown(r: dict) -> str:
     arr = tok.get("tiktoken_array")
     lines += [
         "",
-        f"Raw tokenizer, one core (MB per CPU-second, best of two): tiktoken {tok['tiktoken']['mb_per_s']} "
+        f"Raw tokenizer, one core (MB per CPU-second, best of two before and two after the runs): tiktoken {tok['tiktoken']['mb_per_s']} "
         "(`encode_ordinary`, a list of ids)"
         + (f", tiktoken {arr['mb_per_s']} (`encode_to_numpy` + EOD: the call the pipeline makes)" if arr else "")
         + f", HF tokenizers {tok['hf']['mb_per_s']}. The 70 % target is measured against the faster tiktoken "
@@ -405,6 +405,15 @@ def compute_targets(result: dict, workers: list[int]) -> list[dict]:
                 "met": ours_m / meg_m >= 10,
             }
         )
+    for name, value in marginal.items():
+        if name.startswith("jpqwen make data (1 worker"):
+            targets.append(
+                {
+                    "target": ">= 70% of raw tokenizer, start-up excluded, 1 worker (large minus full corpus)",
+                    "measured": f"{value / tik:.0%}",
+                    "met": value / tik >= 0.7,
+                }
+            )
     targets.append(
         {
             "target": ">= 70% of raw tokenizer (tiktoken, one core, MB per CPU-second)",
@@ -484,6 +493,10 @@ def main(argv: list[str] | None = None) -> int:
         "runs": [],
     }
     workers = [int(w) for w in args.workers.split(",")]
+    # the raw tokenizer before and after the runs, the faster of the two kept: a conservative reference
+    # when other jobs share the machine
+    print("raw tokenizer (before the runs) ...", flush=True)
+    raw_before = raw_tokenizer(corpus, tokenizer)
     numba_cache = scratch / "numba"
     print("numba kernels: compile once, then the cached load ...", flush=True)
     result["numba_compile_cpu_s"] = numba_compile_seconds(numba_cache)
@@ -529,6 +542,15 @@ def main(argv: list[str] | None = None) -> int:
         if big and sm:
             d_cpu = big[0]["cpu_seconds"] - sm[0]["cpu_seconds"]
             result["marginal_mb_per_cpu_s"][prefix] = round((mb - small_mb) / max(d_cpu, 1e-9), 3)
+    # the same at 1 worker from the large corpus and the full one (a bigger difference: less noise)
+    large_rows = [r for r in result["runs"] if r["name"].endswith("MB corpus)")]
+    one = [r for r in result["runs"] if r["name"] == "jpqwen make data" and r["workers"] == 1]
+    if large_rows and one:
+        lr = large_rows[0]
+        d_cpu = lr["cpu_seconds"] - one[0]["cpu_seconds"]
+        result["marginal_mb_per_cpu_s"][f"jpqwen make data (1 worker, {lr['mb']:.0f} MB minus {mb:.0f} MB)"] = round(
+            (lr["mb"] - mb) / max(d_cpu, 1e-9), 3
+        )
     # fixed start-up cost: the intercept of CPU seconds against MB through the two runs
     result["startup_cpu_s"] = {}
     for prefix in ("jpqwen make data", "Megatron-LM preprocess_data.py"):
@@ -537,8 +559,9 @@ def main(argv: list[str] | None = None) -> int:
         if big and sm:
             c_big, c_small = big[0]["cpu_seconds"], sm[0]["cpu_seconds"]
             result["startup_cpu_s"][prefix] = round((c_small * mb - c_big * small_mb) / (mb - small_mb), 2)
-    print("raw tokenizer ...", flush=True)
-    result["raw_tokenizer"] = raw_tokenizer(corpus, tokenizer)
+    print("raw tokenizer (after the runs) ...", flush=True)
+    raw_after = raw_tokenizer(corpus, tokenizer)
+    result["raw_tokenizer"] = {k: max(raw_before[k], raw_after[k], key=lambda v: v["mb_per_s"]) for k in raw_after}
     result["stage_profile"] = stage_profile(corpus, tokenizer)
     _, tik = tokenizer_reference(result["raw_tokenizer"])
     meg1 = [r for r in result["runs"] if r["name"] == "Megatron-LM preprocess_data.py" and r["workers"] == min(workers)]
