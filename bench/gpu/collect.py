@@ -1,6 +1,10 @@
 """Turn what a lent-GPU call brought back into bench/results/gpu_<tag>.json.
 
-    python -m bench.gpu.collect /work/.device/<n> --tag run3 [--merge-into bench/results/gpu_chain.json]
+    python -m bench.gpu.collect /work/.device/<n> [/work/.device/<n+1> ...] --tag run3
+
+Several call folders (consecutive calls that continued one machine's chain) merge in
+the order given: their steps are concatenated (each tagged with its call), logs and
+JSON files of a later call win over an earlier one's.
 
 Reads the call's $OUT: chain.json (per step: rc, seconds, peak GPU memory by
 nvidia-smi, command), versions.json, anchor_*.json, profile.json,
@@ -67,26 +71,60 @@ def training_numbers(log: str, seq_len: int, gpu: str, skip: int = 3) -> dict | 
     return out
 
 
+def lora_tokens_per_sample(dataset: Path, template: str = "{input}\n{output}") -> float:
+    """Mean tokens of one LoRA training sample (prompt template + output + EOS), real Qwen2.5 tokenizer.
+
+    NeMo's FineTuningDataModule pads a micro batch to its longest sample, not to seq_length, so
+    global_batch x seq_length would overstate LoRA's tokens/s ~20x on short instruction pairs.
+    """
+    import tempfile
+
+    from transformers import AutoTokenizer
+
+    from jpqwen.fixtures import write_qwen25_tokenizer
+    from jpqwen.nemo.lora_data import read_pairs
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tok = AutoTokenizer.from_pretrained(write_qwen25_tokenizer(tmp))
+        pairs = read_pairs(dataset)
+        lengths = [len(tok(template.format(input=p["input"], output=p["output"]))["input_ids"]) + 1 for p in pairs]
+    return sum(lengths) / len(lengths)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("call_dir", type=Path, help="the files_at folder of a device call")
+    p.add_argument("call_dirs", type=Path, nargs="+", help="the files_at folder(s) of device call(s), in order")
     p.add_argument("--tag", required=True, help="names the result file bench/results/gpu_<tag>.json")
     p.add_argument("--seq-len", type=int, default=2048)
     p.add_argument("--skip", type=int, default=3, help="first steps left out of the step-time median")
     p.add_argument("--results", type=Path, default=Path("bench/results"))
+    p.add_argument(
+        "--lora-dataset",
+        type=Path,
+        default=Path("jpqwen/resources/sample/lora/ja_instructions.jsonl"),
+        help="the LoRA training pairs the chain used (for real tokens per step)",
+    )
+    p.add_argument("--versions", type=Path, help="versions.json of another call on the same kind of machine")
     args = p.parse_args()
-    d = args.call_dir
+    dirs = args.call_dirs
 
     def load(name):
-        f = d / name
-        return json.loads(f.read_text(encoding="utf-8")) if f.is_file() else None
+        found = [d / name for d in dirs if (d / name).is_file()]
+        return json.loads(found[-1].read_text(encoding="utf-8")) if found else None
 
     versions = load("versions.json")
-    chain = load("chain.json") or []
-    logs = read_logs(d / "logs.tar.gz")
+    if versions is None and args.versions:
+        versions = {**json.loads(args.versions.read_text(encoding="utf-8")), "from": str(args.versions)}
+    chain, logs = [], {}
+    for d in dirs:
+        f = d / "chain.json"
+        for step in json.loads(f.read_text(encoding="utf-8")) if f.is_file() else []:
+            chain.append({**step, "call": d.name} if len(dirs) > 1 else step)
+        logs.update(read_logs(d / "logs.tar.gz"))
+    d = dirs[-1]
     gpu = (versions or {}).get("gpu") or ""
     if not gpu:
-        for f in sorted(d.glob("anchor_*.json")):
+        for f in sorted(f for e in dirs for f in e.glob("anchor_*.json")):
             gpu = json.loads(f.read_text())["gpu"]
     result = {
         "tag": args.tag,
@@ -95,7 +133,7 @@ def main() -> int:
         "train_flops_per_token_seq2048": train_flops_per_token(QWEN25_05B, args.seq_len),
         "steps": chain,
         "training": {},
-        "anchor": {f.stem: json.loads(f.read_text()) for f in sorted(d.glob("anchor_*.json"))},
+        "anchor": {f.stem: json.loads(f.read_text()) for e in dirs for f in sorted(e.glob("anchor_*.json"))},
         "profile": load("profile.json"),
         "demo_bench": load("demo_bench.json"),
         "smoke": load("smoke.json"),
@@ -107,6 +145,14 @@ def main() -> int:
             if nums:
                 nums["peak_gpu_mem_mib_nvidia_smi"] = step.get("peak_gpu_mem_mib")
                 result["training"][name] = nums
+    lora = result["training"].get("lora")
+    if lora and args.lora_dataset.is_file():
+        per = lora_tokens_per_sample(args.lora_dataset)
+        lora["padded_tokens_per_s_if_seq_length"] = lora.pop("tokens_per_s", None)
+        lora.pop("mfu", None)  # 6N FLOPs/token does not hold for frozen weights, and samples are short
+        lora["tokens_per_sample_mean"] = round(per, 1)
+        lora["tokens_per_s"] = lora["global_batch_size"] * per / lora["step_s_median"]
+        lora["samples_per_s"] = lora["global_batch_size"] / lora["step_s_median"]
     prof = result["profile"]
     if prof and "kernel_ms_per_step" not in prof:
         # Profiles taken before the callback kept kernels only (run h200_run) listed both the aten:: ops
@@ -136,7 +182,8 @@ def main() -> int:
         tps = nums.get("tokens_per_s")
         print(
             f"  {name:<12} {nums['step_s_median']:.3f} s/step"
-            + (f", {tps:,.0f} tokens/s, MFU {nums['mfu']:.1%}" if tps and nums.get("mfu") else "")
+            + (f", {tps:,.0f} tokens/s" if tps else "")
+            + (f", MFU {nums['mfu']:.1%}" if nums.get("mfu") else "")
             + f", peak {nums['peak_gpu_mem_mib_nvidia_smi']} MiB"
         )
     return 0
