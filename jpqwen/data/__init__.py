@@ -8,7 +8,7 @@ Stages, in order (each module is one of them)::
     filters           Swallow / Uzushio quality rules as NeMo Curator DocumentFilters
     dedup             exact (hash of normalized text) then near (MinHash + LSH, char n-grams)
     split             LLM-jp's validation file, else a deterministic hash split
-    tokenizer         Qwen2.5 BPE (tiktoken fast path == HF ids) + <|endoftext|>
+    tokenizer         Qwen2.5 BPE (fastokens; tiktoken/hf options, all == HF ids) + <|endoftext|>
     writer            megatron-core IndexedDatasetBuilder parts, merged in input order
     report            data_card.{json,md,png}
 

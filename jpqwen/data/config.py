@@ -26,7 +26,7 @@ from jpqwen.config import section
 from jpqwen.errors import ConfigError
 
 EXECUTORS = ("local", "curator")
-TOKENIZER_BACKENDS = ("tiktoken", "hf")
+TOKENIZER_BACKENDS = ("fastokens", "tiktoken", "hf")  # = jpqwen.data.tokenizer.BACKENDS
 
 
 @dataclass
@@ -85,7 +85,8 @@ class DataConfig:
     name: str = "ja_wiki"  # output prefix: <WORK_DIR>/data/<name>_{train,validation}_text_document
     download_dir: str | None = None  # where LLM-jp files go (env DATA_DIR, default ./data/raw)
     tokenizer: str | None = None  # HF tokenizer dir; default: import stage's hf_dir, else the test tokenizer
-    tokenizer_backend: str = "tiktoken"  # tiktoken (fast, ids checked == HF) | hf (tokenizers library)
+    # fastokens (fastest) | tiktoken | hf (tokenizers library): same ids, tested (see jpqwen/data/tokenizer.py)
+    tokenizer_backend: str = "fastokens"
     executor: str = "local"  # local (process pool) | curator (NeMo Curator on Dask; env EXECUTOR=dask)
     workers: int = 0  # processes; 0 = all usable cores
     dask_scheduler: str | None = None  # curator executor: a Dask scheduler address; None = LocalCluster

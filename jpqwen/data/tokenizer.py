@@ -1,22 +1,39 @@
-"""The Qwen2.5 tokenizer, two ways that give the same ids.
+"""The Qwen2.5 tokenizer for ``make data``: three backends that give the same ids.
 
-- ``hf``: the ``tokenizers`` library reading the model's ``tokenizer.json``
-  (what NeMo and transformers use).
-- ``tiktoken`` (default, ~6x faster on one core): a tiktoken ``Encoding`` built
-  from the same file: the byte-level BPE vocabulary (ranks = ids, which is how
-  Qwen's merges are ordered), the same pre-tokenizer regex, NFC first (the HF
-  normalizer). ``tests/data/test_tokenizer.py`` checks the ids are equal on
-  every document of the test corpora.
+- ``fastokens`` (default; ~5x tiktoken per CPU-second on Japanese text, see
+  bench/results/bpe_survey.md): the ``fastokens`` library reading the model's
+  ``tokenizer.json``.
+- ``tiktoken``: a tiktoken ``Encoding`` built from the same file: the byte-level BPE
+  vocabulary (ranks = ids, which is how Qwen's merges are ordered), the same
+  pre-tokenizer regex, NFC first (the HF normalizer).
+- ``hf``: the ``tokenizers`` library (what NeMo and transformers use): the reference.
 
-Special-token strings inside a document (e.g. a literal ``<|endoftext|>``) are
-encoded as ordinary text in both backends, so a document can never inject an
-end-of-document token; the pipeline appends the real one (id 151643) itself.
+What a document's text becomes (every backend; ``tests/data/test_data_tokenizer.py``
+compares each with HF on every document of the test corpora and the edge cases):
+
+- **Text is text.** A special token's string inside a document (``special: true`` in
+  tokenizer.json: ``<|endoftext|>``, ``<|im_start|>``, ``<|im_end|>``, ``<|vision_start|>`` ...)
+  is encoded as ordinary text, so a document can never produce the end-of-document
+  or a chat control token. The pipeline appends the real ``<|endoftext|>`` (id
+  151643) after each document itself.
+- **Non-special added tokens keep their ids.** The added tokens marked ``special:
+  false`` (``<tool_call>``, ``</tool_call>``, ``<tool_response>``, ``<think>``,
+  ``<|fim_prefix|>``, ``<|fim_middle|>``, ``<|fim_suffix|>``, ``<|fim_pad|>``,
+  ``<|repo_name|>``, ``<|file_sep|>``) found in a document become their added-token
+  ids. This is HF's tokenizer called with ``split_special_tokens=True``
+  (transformers; ``encode_special_tokens = True`` in ``tokenizers``), the only mode
+  of the model's own tokenizer in which document text cannot produce control
+  tokens, so the ids here are what that tokenizer gives the same text at eval,
+  SFT or inference time. They are matched in the raw text (they are
+  ``normalized: false``), longest first; NFC applies to the text between them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import unicodedata
 from functools import lru_cache
 from pathlib import Path
@@ -54,6 +71,11 @@ def tokenizer_json(tokenizer_dir: str | Path) -> Path:
 _SPECS: dict[bytes, dict] = {}
 
 
+def warm_spec(path: Path) -> None:
+    """Parse tokenizer.json into this process's cache (forked workers inherit it)."""
+    _spec(path)
+
+
 def _spec(path: Path) -> dict:
     """tokenizer.json parsed once per process and content (the tokenizer, tiktoken's table and the
     identity all read it; parsing takes ~0.15 s, hashing the bytes ~10 ms). Read-only."""
@@ -66,34 +88,54 @@ def _spec(path: Path) -> dict:
     return _SPECS[key]
 
 
-class QwenTokenizer:
-    """Encode text to Qwen2.5 ids and append ``<|endoftext|>``."""
+BACKENDS = ("fastokens", "tiktoken", "hf")
+# the text -> ids semantics above; a change of them changes tokenizer_identity (and so re-runs `make data`)
+IDENTITY_VERSION = "special-as-text,added-as-ids"
+DEFAULT_BACKEND = "fastokens"
 
-    def __init__(self, tokenizer_dir: str | Path, backend: str = "tiktoken"):
+
+class QwenTokenizer:
+    """Encode text to Qwen2.5 ids and append ``<|endoftext|>`` (semantics: see the module docstring).
+
+    Build one per process: ``fastokens`` runs a Rust thread pool, which a forked child
+    does not inherit (``jpqwen.data.writer.get_tokenizer`` builds it after the fork).
+    """
+
+    def __init__(self, tokenizer_dir: str | Path, backend: str = DEFAULT_BACKEND):
         self.dir = Path(tokenizer_dir)
         self.backend = backend
-        spec = _spec(tokenizer_json(self.dir))
+        self.pid = os.getpid()  # the process that built it (see get_tokenizer)
+        path = tokenizer_json(self.dir)
+        spec = _spec(path)
         added = {t["content"]: t["id"] for t in spec.get("added_tokens", [])}
         if EOD_TOKEN not in added:
             raise InputError(f"{self.dir}/tokenizer.json has no {EOD_TOKEN} token; is this a Qwen2.5 tokenizer?")
         self.eod_id = added[EOD_TOKEN]
         self.vocab_size = len(spec["model"]["vocab"]) + len(added)
-        if backend == "tiktoken":
-            self._enc = _tiktoken_encoding(str(tokenizer_json(self.dir)))
+        if backend == "fastokens":
+            # one Rust thread per process: the pipeline's parallelism is its worker processes
+            os.environ.setdefault("FASTOKENS_BPE_THREADS", "1")
+            from fastokens import Tokenizer as FastTokenizer
+
+            self._ft = FastTokenizer.from_file(str(path))
+        elif backend == "tiktoken":
+            self._enc = _tiktoken_encoding(str(path))
+            self._added, self._added_ids = _non_special_added(spec, str(path))
         elif backend == "hf":
             from tokenizers import Tokenizer
 
-            self._hf = Tokenizer.from_file(str(tokenizer_json(self.dir)))
-            self._hf.encode_special_tokens = True  # special-token strings in text are text
+            self._hf = Tokenizer.from_file(str(path))
+            self._hf.encode_special_tokens = True  # = transformers' split_special_tokens=True
         else:
-            raise ValueError(f"unknown tokenizer backend {backend!r}")
+            raise InputError(f"unknown tokenizer backend {backend!r}; one of {', '.join(BACKENDS)}")
 
     def encode(self, text: str) -> list[int]:
         """Ids of ``text`` without the end-of-document token."""
+        if self.backend == "fastokens":
+            return self._ft.encode(text, add_special_tokens=False, split_special_tokens=True).ids
         if self.backend == "tiktoken":
-            if not unicodedata.is_normalized("NFC", text):
-                text = unicodedata.normalize("NFC", text)
-            return self._enc.encode_ordinary(text)
+            pieces = self._tiktoken_pieces(text)
+            return (pieces[0] if len(pieces) == 1 else np.concatenate(pieces)).tolist()
         return self._hf.encode(text, add_special_tokens=False).ids
 
     def encode_document(self, text: str) -> list[int]:
@@ -103,17 +145,71 @@ class QwenTokenizer:
 
     def encode_document_array(self, text: str) -> np.ndarray:
         """``encode_document`` as an int32 array (what the Megatron writer stores), without the
-        Python list: tiktoken fills a buffer directly (~10 % faster). Same ids (tested)."""
-        if self.backend != "tiktoken":
-            return np.asarray(self.encode_document(text), dtype=np.int32)
+        Python list where the backend can fill a buffer. Same ids (tested)."""
+        if self.backend == "fastokens":
+            flat, _ = self._ft.encode_batch_flat([text], add_special_tokens=False, split_special_tokens=True)
+            return _with_eod(np.frombuffer(flat, dtype=np.uint32), self.eod_id)
+        if self.backend == "tiktoken":
+            pieces = self._tiktoken_pieces(text)
+            return _with_eod(pieces[0] if len(pieces) == 1 else np.concatenate(pieces), self.eod_id)
+        return np.asarray(self.encode_document(text), dtype=np.int32)
+
+    def encode_documents(self, texts: list[str]) -> list[np.ndarray]:
+        """``encode_document_array`` of each text. fastokens encodes them in one call (~20 %
+        less CPU than one call per text); a failure anywhere raises (the caller retries one by one)."""
+        if self.backend != "fastokens":
+            return [self.encode_document_array(t) for t in texts]
+        flat, offsets = self._ft.encode_batch_flat(texts, add_special_tokens=False, split_special_tokens=True)
+        ids = np.frombuffer(flat, dtype=np.uint32)
+        off = np.frombuffer(offsets, dtype=np.uint64).astype(np.int64)
+        # every document followed by its EOD, in one buffer; document i is out[off[i] + i : off[i + 1] + i + 1]
+        out = np.insert(ids.astype(np.int32), off[1:], self.eod_id)
+        return [out[off[i] + i : off[i + 1] + i + 1] for i in range(len(texts))]
+
+    def _tiktoken_pieces(self, text: str) -> list[np.ndarray]:
+        """uint32 ids of ``text`` as pieces: the text between non-special added tokens (NFC, then
+        tiktoken's ordinary encoding: no special token allowed) and those tokens' ids."""
+        if self._added is None or self._added.search(text) is None:
+            return [self._ordinary(text)]
+        pieces = []
+        pos = 0
+        for m in self._added.finditer(text):
+            if m.start() > pos:
+                pieces.append(self._ordinary(text[pos : m.start()]))
+            pieces.append(np.array([self._added_ids[m.group()]], dtype=np.uint32))
+            pos = m.end()
+        if pos < len(text):
+            pieces.append(self._ordinary(text[pos:]))
+        return pieces
+
+    def _ordinary(self, text: str) -> np.ndarray:
         if not unicodedata.is_normalized("NFC", text):
             text = unicodedata.normalize("NFC", text)
-        # no special token allowed = every special-token string is ordinary text, as in encode_ordinary
-        ids = self._enc.encode_to_numpy(text, allowed_special=set(), disallowed_special=())
-        out = np.empty(ids.size + 1, dtype=np.int32)
-        out[:-1] = ids
-        out[-1] = self.eod_id
-        return out
+        return self._enc.encode_to_numpy(text, allowed_special=set(), disallowed_special=())
+
+
+def _with_eod(ids: np.ndarray, eod_id: int) -> np.ndarray:
+    out = np.empty(ids.size + 1, dtype=np.int32)
+    out[:-1] = ids
+    out[-1] = eod_id
+    return out
+
+
+def _non_special_added(spec: dict, path: str) -> tuple[re.Pattern | None, dict[str, int]]:
+    """The added tokens HF matches in text under split_special_tokens (special: false), as one
+    regex (longest first = HF's leftmost-longest match), and their ids."""
+    tokens = [t for t in spec.get("added_tokens", []) if not t.get("special")]
+    for t in tokens:
+        if t.get("normalized") or t.get("lstrip") or t.get("rstrip") or t.get("single_word"):
+            raise InputError(
+                f"{path}: added token {t['content']!r} has normalized/lstrip/rstrip/single_word set; "
+                "the tiktoken backend only matches plain added tokens (use tokenizer_backend: fastokens or hf)"
+            )
+    if not tokens:
+        return None, {}
+    ids = {t["content"]: t["id"] for t in tokens}
+    pattern = "|".join(re.escape(s) for s in sorted(ids, key=len, reverse=True))
+    return re.compile(pattern), ids
 
 
 @lru_cache(maxsize=4)
@@ -156,8 +252,18 @@ def tokenizer_identity(tokenizer_dir: str | Path) -> str:
     model = spec["model"]
     merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
     eod = {t["content"]: t["id"] for t in spec.get("added_tokens", [])}.get(EOD_TOKEN)
+    # added tokens: special ones are text, the others keep their ids (module docstring)
+    added = sorted((t["content"], t["id"], bool(t.get("special"))) for t in spec.get("added_tokens", []))
     blob = json.dumps(
-        [sorted(model["vocab"].items()), merges, spec.get("pre_tokenizer"), spec.get("normalizer"), eod],
+        [
+            IDENTITY_VERSION,
+            sorted(model["vocab"].items()),
+            merges,
+            spec.get("pre_tokenizer"),
+            spec.get("normalizer"),
+            eod,
+            added,
+        ],
         ensure_ascii=False,
     )
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()

@@ -32,6 +32,9 @@ def test_env_overrides_and_validation():
         data_config(cfg, environ={"EXECUTOR": "spark"})
     with pytest.raises(ConfigError, match="near_dedup"):
         data_config(load_config(overrides=["data.near_dedup.bandz=3"]), environ={})
+    assert DataConfig().tokenizer_backend == "fastokens"
+    with pytest.raises(ConfigError, match=r"tokenizer_backend must be one of \('fastokens', 'tiktoken', 'hf'\)"):
+        data_config(load_config(overrides=["data.tokenizer_backend=sentencepiece"]), environ={})
 
 
 def test_identity_ignores_how_work_is_spread():
