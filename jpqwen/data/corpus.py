@@ -42,7 +42,9 @@ from jpqwen.data.shards import (
     process_chunk,
 )
 from jpqwen.data.sources import InputFile
+from jpqwen.data.tokenizer import tokenizer_json, warm_spec
 from jpqwen.data.writer import (
+    FORK_SAFE_BACKENDS,
     SPLITS,
     get_tokenizer,
     indexed_dataset,
@@ -111,7 +113,7 @@ def _pass2_task(args: tuple) -> dict:
 
 
 def _pool(workers: int, initializer: Callable | None = None, initargs: tuple = ()) -> ProcessPoolExecutor:
-    # fork: workers inherit the imported stack (NeMo Curator takes ~6 s to import) and the tokenizer
+    # fork: workers inherit the imported stack (NeMo Curator takes ~6 s to import) and a fork-safe tokenizer
     ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
     return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=initializer, initargs=initargs)
 
@@ -277,28 +279,50 @@ def run_corpus(job: CorpusJob) -> CorpusResult:
                     "validation",
                 )
             )
-    # load the tokenizer and megatron-core here, once: forked workers inherit them (~6 s each otherwise)
+    # load megatron-core here, once: forked workers inherit it (~6 s each otherwise). The tokenizer too
+    # where that is fork-safe; fastokens (a Rust thread pool) is built in each worker after the fork,
+    # or here when this process encodes itself (get_tokenizer rebuilds it in a later fork)
     _indexed = indexed_dataset()
     logging.getLogger(_indexed.__name__).setLevel(logging.WARNING)  # it logs every part it opens
-    get_tokenizer(job.tokenizer_dir, job.tokenizer_backend)
+    in_process = job.workers <= 1 or len(tasks) <= 1
+    if in_process or job.tokenizer_backend in FORK_SAFE_BACKENDS:
+        get_tokenizer(job.tokenizer_dir, job.tokenizer_backend)
+    else:
+        warm_spec(tokenizer_json(job.tokenizer_dir))  # tokenizer.json parsed once, inherited by the workers
     result.seconds["load_tokenizer_and_megatron"] = round(time.time() - t0, 3)
     t0 = time.time()
     bar = tqdm(total=result.kept, desc=f"{job.profile.name} tokenize", unit="doc", disable=quiet())
     bar.update(result.kept - sum(int(t[3].sum()) for t in tasks))
-    if job.workers <= 1 or len(tasks) <= 1:
+    if in_process:
         for t in tasks:
             stats = _pass2_task(t)
-            bar.update(sum(s["documents"] for s in stats.values()))
+            bar.update(sum(s["documents"] for s in stats["splits"].values()))
     else:
         with _pool(job.workers) as pool:
             for stats in bounded_map(pool, _pass2_task, tasks, in_flight=2 * job.workers):
-                bar.update(sum(s["documents"] for s in stats.values()))
+                bar.update(sum(s["documents"] for s in stats["splits"].values()))
     bar.close()
     totals = {name: {"documents": 0, "tokens": 0, "chars": 0} for name in SPLITS}
-    for index in indices:
-        for name, st in load_part_stats(job.parts, index).items():
+    failed = []
+    for k, index in enumerate(indices):
+        part = load_part_stats(job.parts, index)
+        for name, st in part["splits"].items():
             for key in st:
                 totals[name][key] += st[key]
+        # documents the tokenizer failed on: kept -> quarantined (each still counted once)
+        result.quarantine.extend(part["quarantine"])
+        failed += [starts[k] + i for i in part["failed"]]
+    if failed:
+        result.kept -= len(failed)
+        result.quarantined += len(failed)
+        keep[failed] = False
+        result.chars_after = all_cand_chars[keep]
+        log.warning(
+            "%s: the tokenizer failed on %d document(s); quarantined (see quarantine.jsonl)",
+            job.profile.name,
+            len(failed),
+        )
+        result.check_accounting()
     result.splits = totals
     result.seconds["tokenize"] = round(time.time() - t0, 3)
     return result

@@ -106,7 +106,7 @@ def _markdown(card: dict, ja: CorpusResult, en: CorpusResult | None, filters: li
     lines += [
         f"| duplicate (exact) | {c['duplicates_exact']:,} |",
         f"| duplicate (near) | {c['duplicates_near']:,} |",
-        f"| quarantined (malformed line) | {c['quarantined']:,} |",
+        f"| quarantined (malformed line, tokenizer failure) | {c['quarantined']:,} |",
         "",
         "| split | documents | tokens (incl. EOD) | characters |",
         "|---|---:|---:|---:|",

@@ -7,7 +7,7 @@ Outputs under ``<WORK_DIR>/data/`` (stamped in ``<WORK_DIR>/stamps/data.json``):
     <name>_en_replay_text_document.{bin,idx}   English replay tokens
     validation.jsonl       held-out Japanese documents (text + metadata) for the eval stage
     en_validation.jsonl    held-out English documents for the forgetting eval
-    quarantine.jsonl       malformed input lines: file, line, reason
+    quarantine.jsonl       malformed input lines and documents the tokenizer failed on: file, line, reason
     data_card.{json,md,png}
 """
 
@@ -30,7 +30,7 @@ from jpqwen.data.filters import DocLengthFilter, build_filters
 from jpqwen.data.report import corpus_card, write_card
 from jpqwen.data.shards import Profile
 from jpqwen.data.sources import english_files, resolve_source
-from jpqwen.data.tokenizer import tokenizer_identity, tokenizer_json
+from jpqwen.data.tokenizer import IDENTITY_VERSION, tokenizer_identity, tokenizer_json
 from jpqwen.data.writer import concat_files, merge_parts
 from jpqwen.errors import InputError, OfflineError
 from jpqwen.io import read_json, write_text_atomic
@@ -104,7 +104,9 @@ def _profiles(dc: DataConfig) -> tuple[Profile, Profile]:
 def _tokenizer_identity(tok_dir: Path, work: WorkDir) -> str:
     """tokenizer_identity, remembered under WORK_DIR by the bytes of tokenizer.json (it is a function of
     them; sorting and hashing the vocabulary costs ~0.4 CPU-s per run)."""
-    key = hashlib.blake2b(tokenizer_json(tok_dir).read_bytes(), digest_size=16).hexdigest()
+    key = hashlib.blake2b(
+        tokenizer_json(tok_dir).read_bytes(), digest_size=16, person=IDENTITY_VERSION.encode()[:16]
+    ).hexdigest()
     cached = work.cache / "tokenizer_identity" / key
     if cached.is_file():
         return cached.read_text(encoding="utf-8").strip()

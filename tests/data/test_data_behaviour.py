@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -43,10 +45,20 @@ def _digests(work_root: Path) -> dict[str, str]:
 def test_outputs_byte_identical_across_runs_and_worker_counts(corpus, tmp_path, qwen_tokenizer_dir):
     common = (f"data.tokenizer={qwen_tokenizer_dir}", "data.chunk_mb=0.03")
     runs = {}
-    for name, workers in (("one", 1), ("two", 2), ("two_again", 2)):
-        assert run_data(tmp_path / name, *common, source=str(corpus), workers=workers) == 0
+    for name, workers, backend in (
+        ("one", 1, "fastokens"),
+        ("two", 2, "fastokens"),
+        ("two_again", 2, "fastokens"),
+        ("tiktoken", 2, "tiktoken"),
+        ("hf", 1, "hf"),
+    ):
+        rc = run_data(
+            tmp_path / name, *common, f"data.tokenizer_backend={backend}", source=str(corpus), workers=workers
+        )
+        assert rc == 0
         runs[name] = _digests(tmp_path / name)
     assert runs["one"] == runs["two"] == runs["two_again"]
+    assert runs["tiktoken"] == runs["hf"] == runs["one"]  # every backend writes the same bytes
     chunks = __import__("json").loads((tmp_path / "one" / "data" / "data_card.json").read_text())["japanese"]["chunks"]
     assert chunks >= 6  # the corpus really was cut into several parts merged in order
 
@@ -144,3 +156,40 @@ def test_nothing_left_to_train_on_is_an_error_with_the_card(tmp_path, qwen_token
     assert rc == 2 and "no Japanese document survived" in capsys.readouterr().err
     assert (tmp_path / "w" / "data" / "data_card.md").is_file()
     assert not (tmp_path / "w" / "stamps" / "data.json").exists()
+
+
+def test_a_document_the_tokenizer_fails_on_is_quarantined_naming_file_and_line(tmp_path, qwen_tokenizer_dir):
+    """tiktoken's regex runs out of stack on ~1,000,000 spaces in a row (spaces kept: collapse_spaces off,
+    filters off). The run goes on; that document is quarantined with its file:line, counted once, in a
+    forked worker as in-process. fastokens (the default) encodes it."""
+    from jpqwen.data.config import FilterConfig
+
+    src = tmp_path / "src"
+    src.mkdir()
+    lines = (SAMPLE_DIR / "ja_wiki" / "clean_a.jsonl").read_text(encoding="utf-8").splitlines()[:6]
+    big = json.dumps({"id": "spaces", "text": "日本語の文章。" + " " * 1_000_000 + "ここで終わる。"})
+    lines.insert(3, big)
+    (src / "part.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    off = [f"data.filters.{f.name}=null" for f in dataclasses.fields(FilterConfig)]
+    common = (f"data.tokenizer={qwen_tokenizer_dir}", "data.normalize.collapse_spaces=false", "data.chunk_mb=0.001", *off)
+    cards = {}
+    for backend, workers in (("tiktoken", 2), ("tiktoken", 1), ("fastokens", 2)):
+        root = tmp_path / f"{backend}_{workers}"
+        rc = run_data(root, *common, f"data.tokenizer_backend={backend}", source=str(src / "*.jsonl"), workers=workers)
+        assert rc == 0
+        card = json.loads((root / "data" / "data_card.json").read_text(encoding="utf-8"))
+        ja = card["japanese"]
+        assert ja["documents_in"] == 7
+        counted = ja["documents_kept"] + sum(ja["rejected_by_filter"].values()) + ja["quarantined"]
+        assert counted + ja["duplicates_exact"] + ja["duplicates_near"] == 7
+        assert ja["documents"]["train"] + ja["documents"]["validation"] == ja["documents_kept"]
+        cards[(backend, workers)] = (ja, read_jsonl(root / "data" / "quarantine.jsonl"))
+    for workers in (1, 2):
+        ja, quarantine = cards[("tiktoken", workers)]
+        assert ja["quarantined"] == 1 and len(quarantine) == 1
+        q = quarantine[0]
+        assert q["file"].endswith("part.jsonl") and q["line"] == 4
+        assert "tokenizer (tiktoken) failed" in q["reason"] and "stack" in q["reason"]
+    ja, quarantine = cards[("fastokens", 2)]
+    assert ja["quarantined"] == 0 and quarantine == []
+    assert ja["documents_kept"] == cards[("tiktoken", 2)][0]["documents_kept"] + 1
