@@ -171,7 +171,12 @@ def test_a_document_the_tokenizer_fails_on_is_quarantined_naming_file_and_line(t
     lines.insert(3, big)
     (src / "part.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     off = [f"data.filters.{f.name}=null" for f in dataclasses.fields(FilterConfig)]
-    common = (f"data.tokenizer={qwen_tokenizer_dir}", "data.normalize.collapse_spaces=false", "data.chunk_mb=0.001", *off)
+    common = (
+        f"data.tokenizer={qwen_tokenizer_dir}",
+        "data.normalize.collapse_spaces=false",
+        "data.chunk_mb=0.001",
+        *off,
+    )
     cards = {}
     for backend, workers in (("tiktoken", 2), ("tiktoken", 1), ("fastokens", 2)):
         root = tmp_path / f"{backend}_{workers}"
