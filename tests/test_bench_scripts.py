@@ -20,7 +20,7 @@ def test_no_bench_module_shadows_an_installed_or_stdlib_module():
     names = sorted({p.stem for p in entries if p.suffix == ".py"} | {p.name for p in entries if p.is_dir()})
     shadowing = []
     for name in names:
-        if not name.isidentifier():
+        if not name.isidentifier() or name.startswith("__"):  # __init__, __pycache__
             continue
         if name in sys.stdlib_module_names:
             shadowing.append(name)
