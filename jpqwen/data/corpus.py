@@ -1,4 +1,6 @@
-"""One corpus through the whole pipeline: pass 1 (parallel), global dedup, pass 2 (parallel), merge.
+"""A corpus through the pipeline: pass 1 (parallel) and global dedup (:func:`prepare_corpus`), then
+pass 2 (parallel; :func:`run_pass2`, one pool for every corpus given, so a worker builds the
+tokenizer once) and the token counts (:func:`finish_corpus`); the stage merges the parts.
 
 Work files live in ``<cache>/`` (keyed by a fingerprint of inputs + settings,
 so a changed config never reuses stale shards)::
@@ -62,6 +64,14 @@ def quiet() -> bool:
 
 
 @dataclass
+class Pass2State:
+    keep: np.ndarray  # per candidate: kept after dedup
+    starts: np.ndarray  # first candidate index of each chunk
+    all_cand_chars: np.ndarray
+    tasks: list[tuple]  # tokenize_shard arguments of the chunks not finished yet
+
+
+@dataclass
 class CorpusResult:
     profile: str
     documents_in: int = 0
@@ -81,6 +91,7 @@ class CorpusResult:
     incomplete: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     chunks: list[int] = field(default_factory=list)  # chunk indices in input order
+    _pass2: Pass2State | None = field(default=None, repr=False)  # between prepare_corpus and finish_corpus
 
     def check_accounting(self) -> None:
         counted = (
@@ -198,7 +209,8 @@ def run_pass1(job: CorpusJob, result: CorpusResult) -> list[int]:
     return indices
 
 
-def run_corpus(job: CorpusJob) -> CorpusResult:
+def prepare_corpus(job: CorpusJob) -> CorpusResult:
+    """Pass 1 and the global dedup of one corpus; its pass-2 tasks wait in ``result._pass2``."""
     result = CorpusResult(profile=job.profile.name)
     indices = run_pass1(job, result)
     result.chunks = indices
@@ -262,13 +274,12 @@ def run_corpus(job: CorpusJob) -> CorpusResult:
     result.check_accounting()
     result.seconds["dedup"] = round(time.time() - t0, 3)
 
-    # ---- pass 2: tokenize + write parts (skipping finished ones), then the caller merges
-    t0 = time.time()
+    # pass 2 (run_pass2) and finish_corpus follow; the stage runs both corpora's pass 2 in one pool
     keep = decision == dedup.KEEP
-    tasks = []
+    result._pass2 = Pass2State(keep=keep, starts=starts, all_cand_chars=all_cand_chars, tasks=[])
     for k, index in enumerate(indices):
         if not part_done(job.parts, index):
-            tasks.append(
+            result._pass2.tasks.append(
                 (
                     job.shards,
                     job.parts,
@@ -279,32 +290,66 @@ def run_corpus(job: CorpusJob) -> CorpusResult:
                     "validation",
                 )
             )
+    return result
+
+
+def run_pass2(jobs: list[tuple[CorpusJob, CorpusResult]]) -> None:
+    """Tokenize + write the parts of every corpus given (skipping finished ones) in one go: one process
+    pool serves all of them (so each worker builds the tokenizer once), or this process when there is
+    no work for a pool (1 worker, or at most 1 task in all). Called after every pass-1 pool is done."""
+    if not jobs:
+        return
+    t0 = time.time()
+    first = jobs[0][0]
+    tasks = [(job, res, t) for job, res in jobs for t in res._pass2.tasks]
+    workers = min(job.workers for job, _ in jobs)
     # load megatron-core here, once: forked workers inherit it (~6 s each otherwise). The tokenizer too
     # where that is fork-safe; fastokens (a Rust thread pool) is built in each worker after the fork,
-    # or here when this process encodes itself (get_tokenizer rebuilds it in a later fork)
+    # or here when this process encodes itself (no fork follows: pass 1 is done)
     _indexed = indexed_dataset()
     logging.getLogger(_indexed.__name__).setLevel(logging.WARNING)  # it logs every part it opens
-    in_process = job.workers <= 1 or len(tasks) <= 1
-    if in_process or job.tokenizer_backend in FORK_SAFE_BACKENDS:
-        get_tokenizer(job.tokenizer_dir, job.tokenizer_backend)
-    else:
-        warm_spec(tokenizer_json(job.tokenizer_dir))  # tokenizer.json parsed once, inherited by the workers
-    result.seconds["load_tokenizer_and_megatron"] = round(time.time() - t0, 3)
+    in_process = workers <= 1 or len(tasks) <= 1
+    if tasks:
+        if in_process or first.tokenizer_backend in FORK_SAFE_BACKENDS:
+            get_tokenizer(first.tokenizer_dir, first.tokenizer_backend)
+        else:
+            warm_spec(tokenizer_json(first.tokenizer_dir))  # tokenizer.json parsed once, inherited by the workers
+    load_s = round(time.time() - t0, 3)
     t0 = time.time()
-    bar = tqdm(total=result.kept, desc=f"{job.profile.name} tokenize", unit="doc", disable=quiet())
-    bar.update(result.kept - sum(int(t[3].sum()) for t in tasks))
+    bars = {}
+    for job, res in jobs:
+        bar = bars[id(res)] = tqdm(total=res.kept, desc=f"{job.profile.name} tokenize", unit="doc", disable=quiet())
+        bar.update(res.kept - sum(int(t[3].sum()) for t in res._pass2.tasks))
+    owners = [res for _, res, _ in tasks]
     if in_process:
-        for t in tasks:
+        for res, (_, _, t) in zip(owners, tasks, strict=True):
             stats = _pass2_task(t)
-            bar.update(sum(s["documents"] for s in stats["splits"].values()))
-    else:
-        with _pool(job.workers) as pool:
-            for stats in bounded_map(pool, _pass2_task, tasks, in_flight=2 * job.workers):
-                bar.update(sum(s["documents"] for s in stats["splits"].values()))
-    bar.close()
+            bars[id(res)].update(sum(s["documents"] for s in stats["splits"].values()))
+    elif tasks:
+        with _pool(workers) as pool:
+            # bounded_map yields in completion order; tag each task with its corpus
+            tagged = [(k, t) for k, (_, _, t) in enumerate(tasks)]
+            for k, stats in bounded_map(pool, _pass2_tagged, tagged, in_flight=2 * workers):
+                bars[id(owners[k])].update(sum(s["documents"] for s in stats["splits"].values()))
+    for bar in bars.values():
+        bar.close()
+    spent = round(time.time() - t0, 3)
+    for _, res in jobs:
+        res.seconds["load_tokenizer_and_megatron"] = load_s
+        res.seconds["tokenize"] = spent  # all corpora's pass 2 together (one pool)
+
+
+def _pass2_tagged(item: tuple[int, tuple]) -> tuple[int, dict]:
+    return item[0], tokenize_shard(*item[1])
+
+
+def finish_corpus(job: CorpusJob, result: CorpusResult) -> CorpusResult:
+    """Gather the parts' token counts; documents the tokenizer failed on: kept -> quarantined."""
+    state = result._pass2
+    keep, starts = state.keep, state.starts
     totals = {name: {"documents": 0, "tokens": 0, "chars": 0} for name in SPLITS}
     failed = []
-    for k, index in enumerate(indices):
+    for k, index in enumerate(result.chunks):
         part = load_part_stats(job.parts, index)
         for name, st in part["splits"].items():
             for key in st:
@@ -316,7 +361,7 @@ def run_corpus(job: CorpusJob) -> CorpusResult:
         result.kept -= len(failed)
         result.quarantined += len(failed)
         keep[failed] = False
-        result.chars_after = all_cand_chars[keep]
+        result.chars_after = state.all_cand_chars[keep]
         log.warning(
             "%s: the tokenizer failed on %d document(s); quarantined (see quarantine.jsonl)",
             job.profile.name,
@@ -324,8 +369,17 @@ def run_corpus(job: CorpusJob) -> CorpusResult:
         )
         result.check_accounting()
     result.splits = totals
-    result.seconds["tokenize"] = round(time.time() - t0, 3)
+    result._pass2 = None
     return result
+
+
+def run_corpus(job: CorpusJob) -> CorpusResult:
+    """One corpus end to end (pass 1, dedup, pass 2); the caller merges the parts."""
+    result = prepare_corpus(job)
+    if result.incomplete:
+        return result
+    run_pass2([(job, result)])
+    return finish_corpus(job, result)
 
 
 def part_list(job: CorpusJob, indices: list[int], split: str) -> list[Path]:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from jpqwen.data.config import DataConfig, data_config, usable_cores
-from jpqwen.data.corpus import CorpusJob, part_list, run_corpus
+from jpqwen.data.corpus import CorpusJob, finish_corpus, part_list, prepare_corpus, run_pass2
 from jpqwen.data.filters import DocLengthFilter, build_filters
 from jpqwen.data.report import corpus_card, write_card
 from jpqwen.data.shards import Profile
@@ -209,16 +209,22 @@ def run(args: argparse.Namespace, cfg: dict, work: WorkDir) -> int:
         dc.executor,
     )
 
-    ja = run_corpus(jobs["ja"])
+    # pass 1 + dedup of both corpora first, then one pass 2 for both: one pool (each worker builds the
+    # tokenizer once) or, with nothing to spread, this process, after every fork is done
+    ja = prepare_corpus(jobs["ja"])
     if ja.incomplete:
         listing = "\n".join(f"  {path}: {why}" for path, why in ja.incomplete.items())
         raise InputError(
             f"{len(ja.incomplete)} input file(s) are incomplete (corrupt or truncated gzip); no dataset written:\n{listing}",
             hint="download them again (delete the file; `make data` fetches it) or fix the copy; finished chunks are kept",
         )
-    en = run_corpus(jobs["en"]) if en_files else None
+    en = prepare_corpus(jobs["en"]) if en_files else None
     if en is not None and en.incomplete:
         raise InputError(f"English input incomplete: {en.incomplete}")
+    run_pass2([(jobs["ja"], ja)] + ([(jobs["en"], en)] if en is not None else []))
+    finish_corpus(jobs["ja"], ja)
+    if en is not None:
+        finish_corpus(jobs["en"], en)
 
     t0 = time.time()
     work.data.mkdir(parents=True, exist_ok=True)

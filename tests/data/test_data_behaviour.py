@@ -63,6 +63,38 @@ def test_outputs_byte_identical_across_runs_and_worker_counts(corpus, tmp_path, 
     assert chunks >= 6  # the corpus really was cut into several parts merged in order
 
 
+def test_tokenizer_built_once_per_process_for_both_corpora(corpus, tmp_path, qwen_tokenizer_dir, monkeypatch):
+    """Pass 2 of the Japanese and the English corpus share one pool: each worker builds fastokens
+    once (never the parent, whose tokenizer a fork cannot carry); with 1 worker the main process
+    builds it once for both. The real tokenizer, only its construction recorded (pid per build)."""
+    import os
+
+    from jpqwen.data import writer
+    from jpqwen.data.tokenizer import QwenTokenizer
+
+    log = tmp_path / "builds.txt"
+
+    class Recorded(QwenTokenizer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            with open(log, "a", encoding="utf-8") as f:
+                f.write(f"{os.getpid()}\n")
+
+    monkeypatch.setattr(writer, "QwenTokenizer", Recorded)
+    common = (f"data.tokenizer={qwen_tokenizer_dir}", "data.chunk_mb=0.03", "data.tokenizer_backend=fastokens")
+    for workers in (1, 2):
+        monkeypatch.setattr(writer, "_TOKENIZERS", {})
+        log.write_text("", encoding="utf-8")
+        assert run_data(tmp_path / f"w{workers}", *common, source=str(corpus), workers=workers) == 0
+        card = json.loads((tmp_path / f"w{workers}" / "data" / "data_card.json").read_text(encoding="utf-8"))
+        assert card["english"]["documents"]["train"] > 0  # the English corpus was tokenized too
+        pids = log.read_text(encoding="utf-8").split()
+        if workers == 1:
+            assert pids == [str(os.getpid())]
+        else:
+            assert 1 <= len(pids) <= 2 and len(set(pids)) == len(pids) and str(os.getpid()) not in pids
+
+
 def test_interrupted_run_resumes_from_finished_shards(corpus, tmp_path, qwen_tokenizer_dir, monkeypatch):
     import jpqwen.data.corpus as corpus_mod
 
