@@ -373,14 +373,5 @@ def finish_corpus(job: CorpusJob, result: CorpusResult) -> CorpusResult:
     return result
 
 
-def run_corpus(job: CorpusJob) -> CorpusResult:
-    """One corpus end to end (pass 1, dedup, pass 2); the caller merges the parts."""
-    result = prepare_corpus(job)
-    if result.incomplete:
-        return result
-    run_pass2([(job, result)])
-    return finish_corpus(job, result)
-
-
 def part_list(job: CorpusJob, indices: list[int], split: str) -> list[Path]:
     return [part_prefix(job.parts, i, split) for i in indices]
