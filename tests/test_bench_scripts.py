@@ -29,3 +29,92 @@ def test_no_bench_module_shadows_an_installed_or_stdlib_module():
         if spec is not None and spec.origin and BENCH not in Path(spec.origin).resolve().parents:
             shadowing.append(name)
     assert not shadowing, f"bench/ names that shadow modules for `python bench/<script>.py`: {shadowing}"
+
+
+def _bench_data_result(with_large_megatron: bool) -> dict:
+    """A hand-built `python -m bench.data` result (the shape main() writes), small numbers."""
+
+    def run(name: str, workers: int, cpu: float, mb: float, pss: float = 800.0) -> dict:
+        return {
+            "name": name,
+            "workers": workers,
+            "seconds": cpu,
+            "cpu_seconds": cpu,
+            "peak_pss_mb": pss,
+            "mb": mb,
+            "mb_per_s": round(mb / cpu, 3),
+            "mb_per_s_per_core": round(mb / cpu / workers, 3),
+            "mb_per_cpu_s": round(mb / cpu, 3),
+        }
+
+    runs = [
+        run("jpqwen make data", 1, 12.5, 100.0),
+        run("Megatron-LM preprocess_data.py", 1, 46.0, 100.0, 930.0),
+        run("jpqwen make data (16 MB prefix)", 1, 10.0, 16.0),
+        run("Megatron-LM preprocess_data.py (16 MB prefix)", 1, 21.0, 16.0, 1070.0),
+        run("jpqwen make data (1000 MB corpus)", 1, 50.0, 1000.0, 780.0),
+    ]
+    marginal = {
+        "jpqwen make data": 20.0,
+        "Megatron-LM preprocess_data.py": 3.2,
+        "jpqwen make data (1 worker, 1000 MB minus 100 MB)": 24.0,
+    }
+    if with_large_megatron:
+        runs.append(run("Megatron-LM preprocess_data.py (1000 MB corpus)", 1, 330.0, 1000.0, 950.0))
+        marginal["Megatron-LM preprocess_data.py (1 worker, 1000 MB minus 100 MB)"] = 3.2
+    return {
+        "when": "2026-01-01 00:00 UTC",
+        "machine": {"cpus": 2, "processor": "", "python": "3.11", "load_at_start": [0.0, 0.0, 0.0], "memory_gb": 24},
+        "corpus": {"path": "corpus.jsonl", "mb": 100.0, "documents": 10000},
+        "tokenizer_backend": "fastokens",
+        "runs": runs,
+        "raw_tokenizer": {
+            "fastokens_batch": {"mb_per_s": 77.0, "tokens_per_s": 1, "mb": 8.0},
+            "tiktoken": {"mb_per_s": 13.0, "tokens_per_s": 1, "mb": 8.0},
+        },
+        "marginal_mb_per_cpu_s": marginal,
+        "startup_cpu_s": {"jpqwen make data": 9.2, "Megatron-LM preprocess_data.py": 15.8},
+    }
+
+
+def test_bench_data_targets_and_table_with_and_without_the_large_megatron_run(tmp_path):
+    import json
+
+    from bench.data import compute_targets, main, markdown
+
+    old_rows = [
+        ">= 10x Megatron per core (1 workers, MB per CPU-second)",
+        ">= 10x Megatron per core, start-up excluded (marginal)",
+        ">= 70% of raw tokenizer, start-up excluded, 1 worker (large minus full corpus)",
+        ">= 70% of raw tokenizer, end to end on a 1000 MB corpus (1 worker)",
+        "peak memory < 2 GB (process tree)",
+    ]
+    end_to_end = ">= 10x Megatron per core, end to end on a 1000 MB corpus (1 worker, MB per CPU-second)"
+    marginal = ">= 10x Megatron per core, start-up excluded, 1 worker (1000 MB minus 100 MB: large minus full corpus)"
+
+    # with Megatron on the large corpus: both 10x rows at that size, every earlier row kept
+    r = _bench_data_result(with_large_megatron=True)
+    r["targets"] = compute_targets(r, [1])
+    by_target = {t["target"]: t for t in r["targets"]}
+    for row in old_rows:
+        assert row in by_target, row
+    assert by_target[end_to_end]["measured"] == f"{(1000 / 50) / (1000 / 330):.2f}x"  # 20 / 3.03 = 6.60x
+    assert by_target[end_to_end]["met"] is False
+    assert by_target[marginal]["measured"] == "7.50x" and by_target[marginal]["met"] is False
+    assert by_target["peak memory < 2 GB (process tree)"]["measured"] == "800 MB"  # ours only
+    md = markdown(r)
+    assert "| Megatron-LM preprocess_data.py (1000 MB corpus) | 1 | 330.0 | 330.0 | 3.03 |" in md
+    assert f"| {end_to_end} | 6.60x | no |" in md
+    assert f"| {marginal} | 7.50x | no |" in md
+    assert "Megatron-LM preprocess_data.py (1 worker, 1000 MB minus 100 MB) 3.2" in md
+
+    # an older result without it (e.g. --from-json on an earlier data.json): no KeyError, no new rows
+    old = _bench_data_result(with_large_megatron=False)
+    old["targets"] = compute_targets(old, [1])
+    assert [t["target"] for t in old["targets"]] == [t for t in by_target if t not in (end_to_end, marginal)]
+    assert end_to_end not in markdown(old) and marginal not in markdown(old)
+    del old["marginal_mb_per_cpu_s"], old["startup_cpu_s"]  # older still: no marginal figures at all
+    src = tmp_path / "old.json"
+    src.write_text(json.dumps(old), encoding="utf-8")
+    assert main(["--from-json", str(src), "--out", str(tmp_path)]) == 0
+    assert "| peak memory < 2 GB (process tree) | 800 MB | yes |" in (tmp_path / "data.md").read_text(encoding="utf-8")
