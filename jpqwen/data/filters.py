@@ -21,6 +21,7 @@ for the last text seen, so twenty-one filters cost about one pass (kernels.py).
 from __future__ import annotations
 
 import re
+import threading
 from functools import lru_cache
 
 import numpy as np
@@ -77,7 +78,7 @@ class TextStats:
     def profile(self) -> list[int]:
         """One pass: class histogram, paragraph and sentence counts (layout: kernels.N_OTHER ...)."""
         if self._profile is None:
-            self._profile = kernels().text_profile(self.codepoints, _flags()).tolist()
+            self._profile = kernels().text_profile(self.codepoints, _flags(), _scratch()).tolist()
         return self._profile
 
     @property
@@ -109,6 +110,11 @@ class TextStats:
         p = self.profile
         return p[_SENT_COUNT], p[_SENT_CHARS], p[_SENT_MAX], p[_SENT_ELLIPSIS]
 
+    @property
+    def top_char(self) -> int:
+        """How often the most frequent character occurs (bounds every n-gram's count)."""
+        return self.profile[_TOP_CHAR]
+
     def ngram_hashes(self, n: int) -> np.ndarray:
         """uint64 hash of every char n-gram, by start position (rolling polynomial, mod 2**64)."""
         h = self.ngrams.get(n)
@@ -133,6 +139,7 @@ class TextStats:
 
 # text_profile's layout (kernels.py), repeated here so the filters need not import numba
 (_PAR_COUNT, _PAR_CHARS, _PAR_DUP, _PAR_DUP_CHARS, _SENT_COUNT, _SENT_CHARS, _SENT_DUP, _SENT_DUP_CHARS) = range(6, 14)
+_TOP_CHAR, _TOP_CHAR_CODE, _SECOND_CHAR = 16, 17, 18
 _SENT_MAX, _SENT_ELLIPSIS = 14, 15
 
 
@@ -147,6 +154,17 @@ def kernels():
 @lru_cache(maxsize=1)
 def _flags() -> np.ndarray:
     return kernels().flags_table(_RANGES)
+
+
+_LOCAL = threading.local()
+
+
+def _scratch() -> np.ndarray:
+    """text_profile's per-code-point counter (zero between calls), one per thread."""
+    table = getattr(_LOCAL, "scratch", None)
+    if table is None:
+        table = _LOCAL.scratch = np.zeros(0x110000, dtype=np.uint32)
+    return table
 
 
 def warm_up() -> None:
@@ -166,6 +184,13 @@ def stats_of(text: str) -> TextStats:
     st = TextStats(text)
     _LAST = (text, st)
     return st
+
+
+def needs_normalizing(text: str, strip_control: bool, collapse_spaces: bool, blank_run: int) -> bool:
+    """normalize's fast check (kernels.needs_normalizing) on ``text``, whose code points the
+    filters then reuse (``text`` is the next one they score when it needs no change)."""
+    cp = stats_of(text).codepoints
+    return bool(kernels().needs_normalizing(cp, _flags(), strip_control, collapse_spaces, blank_run))
 
 
 def _dup_fraction(count: int, chars: int, dup: int, dup_chars: int) -> tuple[float, float]:
@@ -297,11 +322,24 @@ class TopNgramFilter(JapaneseFilter):
         return stats_of(text).top_count(self.n) * self.n / max(len(text), 1)
 
     def quick_keep(self, text: str) -> bool:
-        # an n-gram occurs at most as often as its 2-char prefix: if even the top bigram's count
-        # could not reach the threshold at length n, this rule passes without counting n-grams
-        if self.n <= 2 or self.high is None:
+        # An n-gram occurs at most as often as its first character and as its 2-char prefix: when
+        # even those counts stay within the threshold at length n, the rule passes without counting
+        # n-grams. Else only the n-grams starting with a frequent character are counted (the same
+        # decision as the full count: kernels.heavy_top_count); score_document counts them all.
+        if self.high is None:
             return False
-        return stats_of(text).top_count(2) * self.n / max(len(text), 1) <= self.high
+        st = stats_of(text)
+        chars = max(len(text), 1)
+        if st.top_char * self.n / chars <= self.high:
+            return True
+        if self.n > 2 and 2 in st.tops and st.tops[2] * self.n / chars <= self.high:
+            return True
+        # the n-grams that start with a character frequent enough to break the rule, counted alone
+        if st.profile[_SECOND_CHAR] * self.n / chars <= self.high:  # only the top character is
+            heavy = kernels().lead_top_count(st.codepoints, self.n, st.profile[_TOP_CHAR_CODE])
+        else:
+            heavy = kernels().heavy_top_count(st.codepoints, self.n, float(self.high), _scratch())
+        return heavy * self.n / chars <= self.high
 
 
 class DuplicateNgramFilter(JapaneseFilter):

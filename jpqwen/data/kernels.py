@@ -44,12 +44,17 @@ _FIB = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing
     SENT_DUP_CHARS,
     SENT_MAX,
     SENT_ELLIPSIS,
-) = range(16)
-PROFILE_SIZE = 16
+    TOP_CHAR,
+    TOP_CHAR_CODE,
+    SECOND_CHAR,
+) = range(19)
+PROFILE_SIZE = 19
 
 # flags table bits, per code point: low 3 bits = character class, then:
 IS_WHITESPACE = 8  # str.isspace(): what str.strip() removes
 IS_TERMINATOR = 16  # 。．！？!?  (sentence end)
+IS_CONTROL = 32  # what normalize's strip_control removes (C0/C1 except \t \n \r, zero-width, BOM)
+IS_BLANK = 64  # \t and U+00A0: what collapse_spaces turns into " " even alone
 
 
 @numba.njit(cache=True, nogil=True)
@@ -101,6 +106,80 @@ def top_count(keys):
         count[j] += 1
         if count[j] > best:
             best = count[j]
+    return best
+
+
+@numba.njit(cache=True, nogil=True)
+def heavy_top_count(cp, n, high, scratch):
+    """``top_count`` of the char n-grams whose first character occurs more than ``high * len / n``
+    times (0 when none does). An n-gram occurs at most as often as its first character, so this
+    equals the true top count whenever that count exceeds the same bound, and stays within it
+    otherwise: the same keep/reject decision for ``count * n / len <= high``, counting only the
+    few n-grams that start with a frequent character. ``scratch``: as in :func:`text_profile`."""
+    m = cp.size - n + 1
+    if m <= 0:
+        return 0
+    chars = max(cp.size, 1)
+    for i in range(cp.size):
+        scratch[cp[i]] += 1
+    heavy = 0
+    for i in range(m):
+        if scratch[cp[i]] * n / chars > high:
+            heavy += 1
+    best = 0
+    if heavy > 0:
+        size, shift = _table_size(heavy)
+        table = np.zeros(size, dtype=np.uint64)
+        used = np.zeros(size, dtype=np.bool_)
+        count = np.zeros(size, dtype=np.int64)
+        mul = np.uint64(0x100000001B3)
+        for i in range(m):
+            if scratch[cp[i]] * n / chars > high:
+                k = np.uint64(0)
+                for t in range(n):
+                    k = k * mul + np.uint64(cp[i + t])
+                j = np.int64((k * np.uint64(0x9E3779B97F4A7C15)) >> shift)
+                while used[j] and table[j] != k:
+                    j = (j + 1) & (size - 1)
+                used[j] = True
+                table[j] = k
+                count[j] += 1
+                if count[j] > best:
+                    best = count[j]
+    for i in range(cp.size):
+        scratch[cp[i]] = 0
+    return best
+
+
+@numba.njit(cache=True, nogil=True)
+def lead_top_count(cp, n, lead):
+    """``top_count`` of the char n-grams that start with the character ``lead``."""
+    m = cp.size - n + 1
+    heavy = 0
+    for i in range(max(m, 0)):
+        if cp[i] == lead:
+            heavy += 1
+    if heavy == 0:
+        return 0
+    size, shift = _table_size(heavy)
+    table = np.zeros(size, dtype=np.uint64)
+    used = np.zeros(size, dtype=np.bool_)
+    count = np.zeros(size, dtype=np.int64)
+    mul = np.uint64(0x100000001B3)
+    best = 0
+    for i in range(m):
+        if cp[i] == lead:
+            k = np.uint64(0)
+            for t in range(1, n):
+                k = k * mul + np.uint64(cp[i + t])
+            j = np.int64((k * np.uint64(0x9E3779B97F4A7C15)) >> shift)
+            while used[j] and table[j] != k:
+                j = (j + 1) & (size - 1)
+            used[j] = True
+            table[j] = k
+            count[j] += 1
+            if count[j] > best:
+                best = count[j]
     return best
 
 
@@ -178,11 +257,31 @@ def _repeats(cp, starts, ends, count):
 
 
 @numba.njit(cache=True, nogil=True)
-def text_profile(cp, flags):
+def text_profile(cp, flags, scratch):
+    """``scratch``: uint32 zeros, one per code point (0..0x10FFFF); left all zero again."""
     out = np.zeros(PROFILE_SIZE, dtype=np.int64)
     n = cp.size
+    top = 0  # the most frequent character's count, its code point, and the next count after it
+    top_code = 0
+    second = 0
     for i in range(n):
-        out[flags[cp[i]] & 7] += 1
+        c = cp[i]
+        out[flags[c] & 7] += 1
+        scratch[c] += 1
+        k = scratch[c]
+        if c == top_code:
+            top = k
+        elif k > top:
+            second = top
+            top = k
+            top_code = c
+        elif k > second:
+            second = k
+    out[TOP_CHAR] = top
+    out[TOP_CHAR_CODE] = top_code
+    out[SECOND_CHAR] = second
+    for i in range(n):
+        scratch[cp[i]] = 0
     starts = np.empty(n + 1, dtype=np.int64)
     ends = np.empty(n + 1, dtype=np.int64)
     # paragraphs: text.split("\n"), stripped, non-empty
@@ -236,6 +335,42 @@ def text_profile(cp, flags):
     return out
 
 
+@numba.njit(cache=True, nogil=True)
+def needs_normalizing(cp, flags, strip_control, collapse_spaces, blank_run):
+    """True when normalize's steps after NFC could change the text of these code points
+    (an NFC text without \\r): a control char, a tab/NBSP, two spaces in a row or a space next
+    to a line break, whitespace at either end, or ``blank_run`` (> 0) line breaks in a row."""
+    n = cp.size
+    if n == 0:
+        return False
+    if collapse_spaces and (flags[cp[0]] & IS_WHITESPACE or flags[cp[n - 1]] & IS_WHITESPACE):
+        return True
+    run = 0
+    prev = 0
+    for i in range(n):
+        c = cp[i]
+        if c == 13:
+            return True
+        f = flags[c]
+        if strip_control and f & IS_CONTROL:
+            return True
+        if collapse_spaces:
+            if f & IS_BLANK:
+                return True
+            if c == 32 and (prev == 32 or prev == 10):
+                return True
+            if c == 10 and prev == 32:
+                return True
+        if c == 10:
+            run += 1
+            if blank_run > 0 and run >= blank_run:
+                return True
+        else:
+            run = 0
+        prev = c
+    return False
+
+
 def flags_table(ranges: list[tuple[int, int]]) -> np.ndarray:
     """uint8 per code point (0..0x10FFFF): class from sorted ``(first code point, class)`` ranges + bits."""
     table = np.zeros(0x110000, dtype=np.uint8)
@@ -247,6 +382,21 @@ def flags_table(ranges: list[tuple[int, int]]) -> np.ndarray:
             table[c] |= IS_WHITESPACE
     for c in "。．！？!?":
         table[ord(c)] |= IS_TERMINATOR
+    for c in [
+        *range(0x0, 0x9),
+        0xB,
+        0xC,
+        *range(0xE, 0x20),
+        *range(0x7F, 0xA0),
+        0x200B,
+        0x200C,
+        0x200D,
+        0x2060,
+        0xFEFF,
+    ]:
+        table[c] |= IS_CONTROL  # == normalize._CONTROL (a test compares them)
+    for c in "\t\u00a0":
+        table[ord(c)] |= IS_BLANK
     return table
 
 
@@ -256,4 +406,7 @@ def warm_up(flags: np.ndarray) -> None:
     h = ngram_hashes(cp, 2)
     top_count(h)
     repeat_cover(h, 2)
-    text_profile(cp, flags)
+    text_profile(cp, flags, np.zeros(0x110000, dtype=np.uint32))
+    needs_normalizing(cp, flags, True, True, 3)
+    heavy_top_count(cp, 2, 0.2, np.zeros(0x110000, dtype=np.uint32))
+    lead_top_count(cp, 2, 97)

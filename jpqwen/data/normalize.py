@@ -13,6 +13,7 @@ import unicodedata
 from functools import lru_cache
 
 from jpqwen.data.config import NormalizeConfig
+from jpqwen.data.filters import needs_normalizing
 from jpqwen.data.imports import import_module
 
 # == nemo_curator.modifiers.DocumentModifier, without importing all of NeMo Curator (see imports.py)
@@ -30,8 +31,18 @@ def _blank_run(limit: int) -> re.Pattern:
 
 
 def normalize_text(text: str, cfg: NormalizeConfig) -> str:
-    # Each substitution runs only when a plain substring test says it can change something
-    # (a regex scan costs ~10x a str search); the result is the same as running them all.
+    # Most texts need no change: an NFC text that one numba scan of its code points finds clean
+    # comes back as the same object, and the filters reuse those code points (filters.stats_of).
+    if (not cfg.nfc or unicodedata.is_normalized("NFC", text)) and not needs_normalizing(
+        text, cfg.strip_control, cfg.collapse_spaces, cfg.max_blank_lines + 2 if cfg.max_blank_lines >= 0 else 0
+    ):
+        return text
+    return _normalize_slow(text, cfg)
+
+
+def _normalize_slow(text: str, cfg: NormalizeConfig) -> str:
+    """Every step in turn (the definition; a test checks the fast path above against it). Each
+    substitution runs only when a plain substring test says it can change something."""
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     if cfg.nfc and not unicodedata.is_normalized("NFC", text):

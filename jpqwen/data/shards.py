@@ -61,8 +61,10 @@ class Profile:
         self.reasons = [f.reason for f in self.filters]
 
 
-def exact_hash(text: str) -> bytes:
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+def exact_hash(text: str | bytes) -> bytes:
+    """128-bit hash of the text's UTF-8 bytes (give the bytes when at hand: one encode less)."""
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    return hashlib.blake2b(data, digest_size=16).digest()
 
 
 class MinHasher:
@@ -177,10 +179,13 @@ def parse_chunk(chunk: Chunk) -> tuple[list[ParsedLine], int]:
 def process_chunk(chunk: Chunk, profile: Profile, root: Path, hasher: MinHasher | None) -> dict:
     """Parse, normalize, filter and hash one chunk; write its shard; return its summary."""
     parsed, blank = parse_chunk(chunk)
-    texts = [normalize_text(p.text, profile.normalize) if p.reason is None else "" for p in parsed]
+    texts: list[str] = []
     failures: list[tuple[int, float] | None] = []
     token_hashes: list[np.ndarray] | None = [] if hasher is not None else None
-    for p, t in zip(parsed, texts, strict=True):
+    for p in parsed:
+        # normalize, then filter the same text at once: the filters reuse normalize's code points
+        t = normalize_text(p.text, profile.normalize) if p.reason is None else ""
+        texts.append(t)
         failure = first_failure(t, profile.filters) if p.reason is None else None
         failures.append(failure)
         if p.reason is None and failure is None and token_hashes is not None:
@@ -239,14 +244,15 @@ def write_shard(
                 )
             continue
         status.append(STATUS_CANDIDATE)
-        h = exact_hash(text)
+        data = text.encode("utf-8")
+        h = exact_hash(data)
         cand_hash.append(h)
         cand_texts.append(text)
         is_val = chunk.validation or _validation_by_hash(h, profile.validation_fraction)
         cand_split.append(1 if is_val else 0)
         if is_val:
             validation_meta[len(cand_hash) - 1] = json.dumps(p.meta, ensure_ascii=False, sort_keys=True)
-        texts += text.encode("utf-8")
+        texts += data
         offsets.append(len(texts))
 
     n_bands = profile.near_dedup.bands if hasher is not None else 0

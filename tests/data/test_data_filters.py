@@ -9,6 +9,7 @@ from collections import Counter
 
 import pytest
 
+from jpqwen.data import filters as jfilters
 from jpqwen.data.config import FilterConfig, NormalizeConfig
 from jpqwen.data.filters import (
     DocLengthFilter,
@@ -227,7 +228,7 @@ def test_profile_layout_matches_the_kernel():
     from jpqwen.data import filters, kernels
 
     names = ["PAR_COUNT", "PAR_CHARS", "PAR_DUP", "PAR_DUP_CHARS", "SENT_COUNT", "SENT_CHARS", "SENT_DUP"]
-    names += ["SENT_DUP_CHARS", "SENT_MAX", "SENT_ELLIPSIS"]
+    names += ["SENT_DUP_CHARS", "SENT_MAX", "SENT_ELLIPSIS", "TOP_CHAR", "TOP_CHAR_CODE", "SECOND_CHAR"]
     assert [getattr(filters, "_" + n) for n in names] == [getattr(kernels, n) for n in names]
     assert (filters._SPACE, filters._HIRA, filters._KATA, filters._KANJI, filters._PUNCT) == (
         kernels.N_SPACE,
@@ -236,3 +237,61 @@ def test_profile_layout_matches_the_kernel():
         kernels.N_KANJI,
         kernels.N_PUNCT,
     )
+
+
+def test_top_character_counts_match_counter():
+    from jpqwen.data.filters import TextStats
+
+    for t in _texts() + _tricky_texts():
+        st = TextStats(t)
+        counts = Counter(t).most_common()
+        top = counts[0][1] if counts else 0
+        second = counts[1][1] if len(counts) > 1 else 0
+        assert (st.top_char, st.profile[jfilters._SECOND_CHAR]) == (top, second), repr(t)
+        if counts:
+            assert Counter(t)[chr(st.profile[jfilters._TOP_CHAR_CODE])] == top, repr(t)
+
+
+@pytest.mark.parametrize("n", [2, 3, 4])
+def test_top_ngram_quick_keep_is_the_exact_decision(n):
+    """quick_keep counts only n-grams that start with a frequent character (one or several):
+    over many thresholds it must agree with the full count, both ways."""
+    texts = _texts() + _tricky_texts() + ["abababababxyz" * 7, "ああいあうあえあお" * 9, "のの" + "あい" * 30]
+    paths = Counter()
+    for high in (0.02, 0.05, 0.08, 0.1, 0.16, 0.2, 0.3, 0.5):
+        f = TopNgramFilter(n, high)
+        for t in texts:
+            st = jfilters.stats_of(t)
+            chars = max(len(t), 1)
+            if st.top_char * n / chars > high:
+                paths["lead" if st.profile[jfilters._SECOND_CHAR] * n / chars <= high else "heavy"] += 1
+            assert f.quick_keep(t) == (ref_top(t, n) <= high), (repr(t[:60]), n, high)
+    assert paths["lead"] and paths["heavy"]  # both counting kernels were exercised
+
+
+def test_control_flags_match_the_normalizer_regex():
+    from jpqwen.data import kernels
+    from jpqwen.data.filters import _flags
+    from jpqwen.data.normalize import _CONTROL
+
+    flags = _flags()
+    for c in range(0x110000):
+        if 0xD800 <= c <= 0xDFFF:
+            continue
+        assert bool(flags[c] & kernels.IS_CONTROL) == bool(_CONTROL.match(chr(c))), hex(c)
+        assert bool(flags[c] & kernels.IS_BLANK) == (chr(c) in "\t\xa0"), hex(c)
+
+
+def test_normalizer_fast_path_on_every_setting():
+    """normalize_text's numba check (skip when nothing would change) against every step run in turn."""
+    cfgs = [
+        NormalizeConfig(nfc=False),
+        NormalizeConfig(strip_control=False),
+        NormalizeConfig(collapse_spaces=False),
+        NormalizeConfig(max_blank_lines=3),
+        NormalizeConfig(nfc=False, strip_control=False, collapse_spaces=False, max_blank_lines=-1),
+    ]
+    extra = ["a \nb", "a\n b", "a  b", " a", "a ", "\u3000a", "a\u3000", "a\x85b", "e\u0301", "a\n\n\n\n\nb", ""]
+    for t in _texts()[:60] + _tricky_texts() + extra:
+        for cfg in cfgs:
+            assert normalize_text(t, cfg) == ref_normalize(t, cfg), (repr(t), cfg)
