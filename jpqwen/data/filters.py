@@ -216,8 +216,20 @@ class JapaneseFilter(DocumentFilter):
     def name(self) -> str:
         return self.reason
 
+    def score_document(self, text: str) -> float:
+        """NeMo Curator's API: the rule's score of ``text``."""
+        return self.score(stats_of(text))
+
+    def score(self, st: TextStats) -> float:
+        """The score from the text's analysis (``st.text`` is the text)."""
+        raise NotImplementedError
+
     def quick_keep(self, text: str) -> bool:
         """True when the rule certainly keeps ``text`` (a cheap bound); False = score it."""
+        return self.quick(stats_of(text))
+
+    def quick(self, st: TextStats) -> bool:
+        """``quick_keep`` from the text's analysis."""
         return False
 
     def keep_document(self, score: float) -> bool:
@@ -235,16 +247,15 @@ class DocLengthFilter(JapaneseFilter):
     reason = "doc_length"
     source = "Swallow: >= 400 chars"
 
-    def score_document(self, text: str) -> float:
-        return float(len(text))
+    def score(self, st: TextStats) -> float:
+        return float(len(st.text))
 
 
 class JapaneseRatioFilter(JapaneseFilter):
     reason = "japanese_ratio"
     source = "Swallow: Japanese chars >= 0.5"
 
-    def score_document(self, text: str) -> float:
-        st = stats_of(text)
+    def score(self, st: TextStats) -> float:
         return sum(st.class_counts) / max(st.n_visible, 1)
 
 
@@ -252,8 +263,8 @@ class HiraganaRatioFilter(JapaneseFilter):
     reason = "hiragana_ratio"
     source = "Swallow: hiragana >= 0.2 of Japanese letters; Uzushio HiraganaRatio"
 
-    def score_document(self, text: str) -> float:
-        hira, kata, kanji, _ = stats_of(text).class_counts
+    def score(self, st: TextStats) -> float:
+        hira, kata, kanji, _ = st.class_counts
         return hira / max(hira + kata + kanji, 1)
 
 
@@ -261,8 +272,8 @@ class KatakanaRatioFilter(JapaneseFilter):
     reason = "katakana_ratio"
     source = "Swallow: katakana <= 0.5 of Japanese letters"
 
-    def score_document(self, text: str) -> float:
-        hira, kata, kanji, _ = stats_of(text).class_counts
+    def score(self, st: TextStats) -> float:
+        hira, kata, kanji, _ = st.class_counts
         return kata / max(hira + kata + kanji, 1)
 
 
@@ -270,7 +281,8 @@ class UrlRatioFilter(JapaneseFilter):
     reason = "url_ratio"
     source = "Uzushio LinkCharRatio high 0.4"
 
-    def score_document(self, text: str) -> float:
+    def score(self, st: TextStats) -> float:
+        text = st.text
         if "://" not in text and "www." not in text:
             return 0.0
         return sum(len(m) for m in _URL.findall(text)) / max(len(text), 1)
@@ -280,32 +292,32 @@ class DuplicateLinesFilter(JapaneseFilter):
     reason = "dup_lines"
     source = "Swallow / Gopher: duplicate paragraphs <= 0.30"
 
-    def score_document(self, text: str) -> float:
-        return stats_of(text).paragraph_dups[0]
+    def score(self, st: TextStats) -> float:
+        return st.paragraph_dups[0]
 
 
 class DuplicateLineCharsFilter(JapaneseFilter):
     reason = "dup_line_chars"
     source = "Swallow / Gopher: chars in duplicate paragraphs <= 0.20"
 
-    def score_document(self, text: str) -> float:
-        return stats_of(text).paragraph_dups[1]
+    def score(self, st: TextStats) -> float:
+        return st.paragraph_dups[1]
 
 
 class DuplicateSentencesFilter(JapaneseFilter):
     reason = "dup_sentences"
     source = "Swallow: duplicate sentences <= 0.30"
 
-    def score_document(self, text: str) -> float:
-        return stats_of(text).sentence_dups[0]
+    def score(self, st: TextStats) -> float:
+        return st.sentence_dups[0]
 
 
 class DuplicateSentenceCharsFilter(JapaneseFilter):
     reason = "dup_sentence_chars"
     source = "Swallow: chars in duplicate sentences <= 0.20"
 
-    def score_document(self, text: str) -> float:
-        return stats_of(text).sentence_dups[1]
+    def score(self, st: TextStats) -> float:
+        return st.sentence_dups[1]
 
 
 class TopNgramFilter(JapaneseFilter):
@@ -318,18 +330,17 @@ class TopNgramFilter(JapaneseFilter):
         self.reason = f"top_{n}gram"
         super().__init__(high=high)
 
-    def score_document(self, text: str) -> float:
-        return stats_of(text).top_count(self.n) * self.n / max(len(text), 1)
+    def score(self, st: TextStats) -> float:
+        return st.top_count(self.n) * self.n / max(len(st.text), 1)
 
-    def quick_keep(self, text: str) -> bool:
+    def quick(self, st: TextStats) -> bool:
         # An n-gram occurs at most as often as its first character and as its 2-char prefix: when
         # even those counts stay within the threshold at length n, the rule passes without counting
         # n-grams. Else only the n-grams starting with a frequent character are counted (the same
         # decision as the full count: kernels.heavy_top_count); score_document counts them all.
         if self.high is None:
             return False
-        st = stats_of(text)
-        chars = max(len(text), 1)
+        chars = max(len(st.text), 1)
         if st.top_char * self.n / chars <= self.high:
             return True
         if self.n > 2 and 2 in st.tops and st.tops[2] * self.n / chars <= self.high:
@@ -352,18 +363,17 @@ class DuplicateNgramFilter(JapaneseFilter):
         self.reason = f"dup_{n}gram"
         super().__init__(high=high)
 
-    def score_document(self, text: str) -> float:
-        st = stats_of(text)
-        score = st.repeat_cover(self.n) / max(len(text), 1)
+    def score(self, st: TextStats) -> float:
+        score = st.repeat_cover(self.n) / max(len(st.text), 1)
         st.dup_cover[self.n] = score
         return score
 
-    def quick_keep(self, text: str) -> bool:
+    def quick(self, st: TextStats) -> bool:
         # If the n-gram at s repeats the one at q < s, every m-gram inside it (m < n) repeats too,
         # so the chars covered by repeated n-grams are a subset of those covered by repeated m-grams.
         if self.high is None:
             return False
-        known = stats_of(text).dup_cover
+        known = st.dup_cover
         return any(m < self.n and cover <= self.high for m, cover in known.items())
 
 
@@ -371,8 +381,8 @@ class MeanSentenceLengthFilter(JapaneseFilter):
     reason = "mean_sentence_length"
     source = "Swallow: mean sentence length in [20, 90] chars"
 
-    def score_document(self, text: str) -> float:
-        count, chars, _, _ = stats_of(text).sentence_lengths
+    def score(self, st: TextStats) -> float:
+        count, chars, _, _ = st.sentence_lengths
         return chars / count if count else 0.0
 
 
@@ -380,8 +390,8 @@ class MaxSentenceLengthFilter(JapaneseFilter):
     reason = "max_sentence_length"
     source = "Swallow: longest sentence <= 200 chars"
 
-    def score_document(self, text: str) -> float:
-        count, _, longest, _ = stats_of(text).sentence_lengths
+    def score(self, st: TextStats) -> float:
+        count, _, longest, _ = st.sentence_lengths
         return float(longest) if count else 0.0
 
 
@@ -389,8 +399,8 @@ class EllipsisSentencesFilter(JapaneseFilter):
     reason = "ellipsis_sentences"
     source = "Swallow: sentences ending in an ellipsis <= 0.2"
 
-    def score_document(self, text: str) -> float:
-        count, _, _, ellipsis = stats_of(text).sentence_lengths
+    def score(self, st: TextStats) -> float:
+        count, _, _, ellipsis = st.sentence_lengths
         return ellipsis / count if count else 0.0
 
 
@@ -429,11 +439,14 @@ def build_filters(cfg: FilterConfig) -> list[JapaneseFilter]:
 
 
 def first_failure(text: str, filters: list[JapaneseFilter]) -> tuple[int, float] | None:
-    """(index of the first filter ``text`` fails, its score), or None when it passes all."""
+    """(index of the first filter ``text`` fails, its score), or None when it passes all.
+    The same as ``quick_keep`` / ``score_document`` / ``keep_document`` in turn (tested), on one
+    analysis of the text."""
+    st = stats_of(text)
     for i, f in enumerate(filters):
-        if f.quick_keep(text):
+        if f.quick(st):
             continue
-        score = f.score_document(text)
+        score = f.score(st)
         if not f.keep_document(score):
             return i, score
     return None

@@ -28,7 +28,7 @@ from jpqwen.data.config import DataConfig, data_config, usable_cores
 from jpqwen.data.corpus import CorpusJob, finish_corpus, part_list, prepare_corpus, run_pass2
 from jpqwen.data.filters import DocLengthFilter, build_filters
 from jpqwen.data.report import corpus_card, write_card
-from jpqwen.data.shards import Profile
+from jpqwen.data.shards import EXACT_HASH, Profile
 from jpqwen.data.sources import english_files, resolve_source
 from jpqwen.data.tokenizer import IDENTITY_VERSION, tokenizer_identity, tokenizer_json
 from jpqwen.data.writer import concat_files, merge_parts
@@ -177,7 +177,13 @@ def run(args: argparse.Namespace, cfg: dict, work: WorkDir) -> int:
     ja_profile, en_profile = _profiles(dc)
     if any(f.validation for f in ja_files):
         ja_profile.validation_fraction = 0.0  # the source's own validation file is the validation split
-    identity = {"data": dc.identity(), "tokenizer": _tokenizer_identity(tok_dir, work), "minhash": _minhash_version(dc)}
+    identity = {
+        "data": dc.identity(),
+        "tokenizer": _tokenizer_identity(tok_dir, work),
+        "minhash": _minhash_version(dc),
+        # the exact-duplicate hash also picks the hash split: another one is another output (and shard cache)
+        "exact_hash": EXACT_HASH,
+    }
     inputs = {"ja": [f.stat_key() + [f.validation] for f in ja_files], "en": [f.stat_key() for f in en_files]}
     stage = Stage("data", work, identity, inputs, force=getattr(args, "force", False))
     outputs = _outputs(work, dc, tok_dir)

@@ -106,19 +106,26 @@ class QwenTokenizer:
         self.backend = backend
         self.pid = os.getpid()  # the process that built it (see get_tokenizer)
         path = tokenizer_json(self.dir)
-        spec = _spec(path)
-        added = {t["content"]: t["id"] for t in spec.get("added_tokens", [])}
-        if EOD_TOKEN not in added:
-            raise InputError(f"{self.dir}/tokenizer.json has no {EOD_TOKEN} token; is this a Qwen2.5 tokenizer?")
-        self.eod_id = added[EOD_TOKEN]
-        self.vocab_size = len(spec["model"]["vocab"]) + len(added)
-        if backend == "fastokens":
+        missing = InputError(f"{self.dir}/tokenizer.json has no {EOD_TOKEN} token; is this a Qwen2.5 tokenizer?")
+        if backend == "fastokens":  # reads tokenizer.json itself: no Python parse of it (~0.15 s) here
             # one Rust thread per process: the pipeline's parallelism is its worker processes
             os.environ.setdefault("FASTOKENS_BPE_THREADS", "1")
             from fastokens import Tokenizer as FastTokenizer
 
             self._ft = FastTokenizer.from_file(str(path))
-        elif backend == "tiktoken":
+            added = {t["content"]: t["id"] for t in self._ft.added_tokens()}
+            if EOD_TOKEN not in added:
+                raise missing
+            self.eod_id = added[EOD_TOKEN]
+            self.vocab_size = self._ft.vocab_size
+            return
+        spec = _spec(path)
+        added = {t["content"]: t["id"] for t in spec.get("added_tokens", [])}
+        if EOD_TOKEN not in added:
+            raise missing
+        self.eod_id = added[EOD_TOKEN]
+        self.vocab_size = len(spec["model"]["vocab"]) + len(added)
+        if backend == "tiktoken":
             self._enc = _tiktoken_encoding(str(path))
             self._added, self._added_ids = _non_special_added(spec, str(path))
         elif backend == "hf":

@@ -240,3 +240,14 @@ def test_unknown_backend_is_an_input_error(qwen_tokenizer_dir):
 
     with pytest.raises(InputError, match="fastokens, tiktoken, hf"):
         QwenTokenizer(qwen_tokenizer_dir, "sentencepiece")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_tokenizer_without_eod_is_an_input_error(qwen_tokenizer_dir, tmp_path, backend):
+    from jpqwen.errors import InputError
+
+    spec = json.loads((qwen_tokenizer_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    spec["added_tokens"] = [t for t in spec["added_tokens"] if t["content"] != "<|endoftext|>"]
+    (tmp_path / "tokenizer.json").write_text(json.dumps(spec), encoding="utf-8")
+    with pytest.raises(InputError, match=r"has no <\|endoftext\|> token"):
+        QwenTokenizer(tmp_path, backend)
