@@ -298,20 +298,35 @@ def stage_profile(corpus: Path, tokenizer: Path, backend: str, megabytes: float 
     hasher = MinHasher(dc.near_dedup)
     tok = QwenTokenizer(tokenizer, backend)
     warm_up()  # numba compile time is start-up, not throughput
+    import gc
+
+    gc.freeze()  # as the pipeline does after start-up (corpus.py)
     steps: dict[str, float] = {}
     t = time.process_time()
     parsed, _ = parse_chunk(Chunk(0, 0, str(corpus), False, 1, data))
     steps["parse (orjson)"] = time.process_time() - t
     t = time.process_time()
-    texts = [normalize_text(p.text, dc.normalize) for p in parsed if p.reason is None]
-    steps["normalize"] = time.process_time() - t
+    [normalize_text(p.text, dc.normalize) for p in parsed if p.reason is None]
+    normalize_s = time.process_time() - t
+    # as pass 1 runs them: each text normalized, then filtered at once (one analysis of its code points)
+    # (and a candidate's MinHash n-grams taken from the filters' analysis, as process_chunk does)
     t = time.process_time()
-    kept = [x for x in texts if first_failure(x, filters) is None]
-    steps["21 quality rules"] = time.process_time() - t
+    kept, grams = [], []
+    for p in parsed:
+        if p.reason is None:
+            x = normalize_text(p.text, dc.normalize)
+            if first_failure(x, filters) is None:
+                kept.append(x)
+                grams.append(hasher.token_hashes(x))
+    both = time.process_time() - t
+    steps["normalize"] = normalize_s
+    steps["21 quality rules (+ the text's code points, shared with normalize)"] = max(both - normalize_s, 1e-9)
+    hasher.bands_many(kept[: max(1, len(kept) // 8)], grams[: max(1, len(kept) // 8)])  # warm, as after chunk 1
     t = time.process_time()
-    hasher.bands_many(kept)
-    [exact_hash(x) for x in kept]
-    steps["exact hash + MinHash bands"] = time.process_time() - t
+    hasher.bands_many(kept, grams)
+    [exact_hash(x.encode("utf-8")) for x in kept]
+    steps["exact hash (XXH3) + MinHash bands (rensa)"] = time.process_time() - t
+    tok.encode_documents(kept[: max(1, len(kept) // 8)])  # a warm tokenizer, as after a worker's first chunk
     t = time.process_time()
     tok.encode_documents(kept)
     steps[f"tokenize ({backend}, int32 arrays + EOD, as pass 2 calls it)"] = time.process_time() - t
@@ -635,7 +650,8 @@ def main(argv: list[str] | None = None) -> int:
         sm = [r for r in result["runs"] if r["name"].startswith(prefix + " (") and r["name"].endswith("prefix)")]
         if big and sm:
             d_cpu = big[0]["cpu_seconds"] - sm[0]["cpu_seconds"]
-            result["marginal_mb_per_cpu_s"][prefix] = round((mb - small_mb) / max(d_cpu, 1e-9), 3)
+            if d_cpu > 0:  # (noise can invert two runs of nearly the same size: then no figure)
+                result["marginal_mb_per_cpu_s"][prefix] = round((mb - small_mb) / d_cpu, 3)
     # the same at 1 worker from the large corpus and the full one (a bigger difference: less noise), each tool
     for prefix in ("jpqwen make data", "Megatron-LM preprocess_data.py"):
         large_rows = list(large_runs(result, prefix).values())
@@ -644,7 +660,8 @@ def main(argv: list[str] | None = None) -> int:
             lr = large_rows[0]
             d_cpu = lr["cpu_seconds"] - one[0]["cpu_seconds"]
             key = f"{prefix} (1 worker, {lr['mb']:.0f} MB minus {mb:.0f} MB)"
-            result["marginal_mb_per_cpu_s"][key] = round((lr["mb"] - mb) / max(d_cpu, 1e-9), 3)
+            if d_cpu > 0:
+                result["marginal_mb_per_cpu_s"][key] = round((lr["mb"] - mb) / d_cpu, 3)
     # fixed start-up cost: the intercept of CPU seconds against MB through the two runs
     result["startup_cpu_s"] = {}
     for prefix in ("jpqwen make data", "Megatron-LM preprocess_data.py"):

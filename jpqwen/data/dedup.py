@@ -4,7 +4,7 @@ Memory model: only hashes are held, never texts: per candidate document
 16 bytes (exact hash) + 8 bytes x bands (LSH band hashes; 160 B at 20 bands),
 plus sort scratch of the same order. ~1.3M ja_wiki documents -> ~0.3 GB.
 
-- Exact: documents whose normalized text has the same 128-bit BLAKE2b hash; the
+- Exact: documents whose normalized text has the same 128-bit XXH3 hash; the
   first in input order stays.
 - Near: documents sharing any LSH band hash (MinHash of char n-grams, b bands of
   r rows) are linked; each connected component keeps its first document in

@@ -74,7 +74,8 @@ def _histogram(r: CorpusResult, path: Path) -> None:
     ax.set_ylabel("documents")
     ax.set_title("Japanese documents before and after filtering + dedup")
     ax.legend()
-    fig.tight_layout()
+    # fixed margins: tight_layout measures every log-axis tick label (~0.3 CPU-s) for the same result
+    fig.subplots_adjust(left=0.11, right=0.97, bottom=0.13, top=0.92)
     tmp = path.with_name(path.name + ".tmp.png")
     fig.savefig(tmp, metadata={"Software": None})  # no timestamp/version: stable bytes
     plt.close(fig)
