@@ -277,8 +277,10 @@ def numba_compile_seconds(cache: Path) -> dict:
 def stage_profile(corpus: Path, tokenizer: Path, backend: str, megabytes: float = 8.0) -> dict:
     """MB/s of each pass-1/pass-2 step on one core, in this process (where the time goes)."""
     sys.path.insert(0, str(REPO))
+    import numpy as np
+
     from jpqwen.data.config import DataConfig
-    from jpqwen.data.filters import build_filters, first_failure, warm_up
+    from jpqwen.data.filters import build_filters, first_failures, stats_of, warm_up
     from jpqwen.data.normalize import normalize_text
     from jpqwen.data.reader import Chunk
     from jpqwen.data.shards import MinHasher, exact_hash, parse_chunk
@@ -305,25 +307,25 @@ def stage_profile(corpus: Path, tokenizer: Path, backend: str, megabytes: float 
     t = time.process_time()
     parsed, _ = parse_chunk(Chunk(0, 0, str(corpus), False, 1, data))
     steps["parse (orjson)"] = time.process_time() - t
+    # as pass 1 runs them (shards.process_chunk): each text normalized (its code points kept), then every
+    # rule on every text of the chunk in one numba call, which also packs the candidates' MinHash n-grams
     t = time.process_time()
-    [normalize_text(p.text, dc.normalize) for p in parsed if p.reason is None]
-    normalize_s = time.process_time() - t
-    # as pass 1 runs them: each text normalized, then filtered at once (one analysis of its code points)
-    # (and a candidate's MinHash n-grams taken from the filters' analysis, as process_chunk does)
-    t = time.process_time()
-    kept, grams = [], []
+    texts, cps = [], []
     for p in parsed:
         if p.reason is None:
-            x = normalize_text(p.text, dc.normalize)
-            if first_failure(x, filters) is None:
-                kept.append(x)
-                grams.append(hasher.token_hashes(x))
-    both = time.process_time() - t
-    steps["normalize"] = normalize_s
-    steps["21 quality rules (+ the text's code points, shared with normalize)"] = max(both - normalize_s, 1e-9)
-    hasher.bands_many(kept[: max(1, len(kept) // 8)], grams[: max(1, len(kept) // 8)])  # warm, as after chunk 1
+            texts.append(normalize_text(p.text, dc.normalize))
+            cps.append(stats_of(texts[-1]).codepoints)
+    steps["normalize (+ each text's code points)"] = time.process_time() - t
     t = time.process_time()
-    hasher.bands_many(kept, grams)
+    failures, grams, offsets = first_failures(texts, cps, filters, dc.near_dedup.ngram)
+    steps["21 quality rules (one numba call per chunk; + MinHash n-grams)"] = time.process_time() - t
+    cand = np.array([f is None for f in failures], dtype=bool)
+    kept = [x for x, c in zip(texts, cand, strict=True) if c]
+    packed = (grams, np.append(offsets[:-1][cand], offsets[-1]))
+    k = min(8, len(kept))
+    hasher.bands_many(kept[:k], packed=(grams[: packed[1][k]], packed[1][: k + 1]))  # warm, as after chunk 1
+    t = time.process_time()
+    hasher.bands_many(kept, packed=packed)
     [exact_hash(x.encode("utf-8")) for x in kept]
     steps["exact hash (XXH3) + MinHash bands (rensa)"] = time.process_time() - t
     tok.encode_documents(kept[: max(1, len(kept) // 8)])  # a warm tokenizer, as after a worker's first chunk

@@ -24,6 +24,18 @@ def _hermetic_env(monkeypatch, tmp_path):
     monkeypatch.delenv("HF_TOKEN", raising=False)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _numba_cache(tmp_path_factory):
+    """One numba cache for the session (in-process stages and subprocesses): the data stage's
+    kernels compile once (~8 CPU-s), not once per test WORK_DIR (the stage's default place)."""
+    if "NUMBA_CACHE_DIR" in os.environ:
+        yield
+        return
+    os.environ["NUMBA_CACHE_DIR"] = str(tmp_path_factory.mktemp("numba_cache"))
+    yield
+    os.environ.pop("NUMBA_CACHE_DIR", None)
+
+
 @pytest.fixture
 def work(tmp_path) -> WorkDir:
     return WorkDir(tmp_path / "work")

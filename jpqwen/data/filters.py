@@ -205,6 +205,8 @@ class JapaneseFilter(DocumentFilter):
 
     reason = "filter"
     source = ""
+    kind: int | None = None  # its rule in kernels.batch_rules (None: scored one text at a time)
+    n = 0  # the n of an n-gram rule
 
     def __init__(self, low: float | None = None, high: float | None = None):
         super().__init__()
@@ -244,6 +246,7 @@ class JapaneseFilter(DocumentFilter):
 
 
 class DocLengthFilter(JapaneseFilter):
+    kind = 0  # kernels.R_*
     reason = "doc_length"
     source = "Swallow: >= 400 chars"
 
@@ -252,6 +255,7 @@ class DocLengthFilter(JapaneseFilter):
 
 
 class JapaneseRatioFilter(JapaneseFilter):
+    kind = 1  # kernels.R_*
     reason = "japanese_ratio"
     source = "Swallow: Japanese chars >= 0.5"
 
@@ -260,6 +264,7 @@ class JapaneseRatioFilter(JapaneseFilter):
 
 
 class HiraganaRatioFilter(JapaneseFilter):
+    kind = 2  # kernels.R_*
     reason = "hiragana_ratio"
     source = "Swallow: hiragana >= 0.2 of Japanese letters; Uzushio HiraganaRatio"
 
@@ -269,6 +274,7 @@ class HiraganaRatioFilter(JapaneseFilter):
 
 
 class KatakanaRatioFilter(JapaneseFilter):
+    kind = 3  # kernels.R_*
     reason = "katakana_ratio"
     source = "Swallow: katakana <= 0.5 of Japanese letters"
 
@@ -277,18 +283,23 @@ class KatakanaRatioFilter(JapaneseFilter):
         return kata / max(hira + kata + kanji, 1)
 
 
+def url_ratio(text: str) -> float:
+    if "://" not in text and "www." not in text:
+        return 0.0
+    return sum(len(m) for m in _URL.findall(text)) / max(len(text), 1)
+
+
 class UrlRatioFilter(JapaneseFilter):
+    kind = 4  # kernels.R_*
     reason = "url_ratio"
     source = "Uzushio LinkCharRatio high 0.4"
 
     def score(self, st: TextStats) -> float:
-        text = st.text
-        if "://" not in text and "www." not in text:
-            return 0.0
-        return sum(len(m) for m in _URL.findall(text)) / max(len(text), 1)
+        return url_ratio(st.text)
 
 
 class DuplicateLinesFilter(JapaneseFilter):
+    kind = 5  # kernels.R_*
     reason = "dup_lines"
     source = "Swallow / Gopher: duplicate paragraphs <= 0.30"
 
@@ -297,6 +308,7 @@ class DuplicateLinesFilter(JapaneseFilter):
 
 
 class DuplicateLineCharsFilter(JapaneseFilter):
+    kind = 6  # kernels.R_*
     reason = "dup_line_chars"
     source = "Swallow / Gopher: chars in duplicate paragraphs <= 0.20"
 
@@ -305,6 +317,7 @@ class DuplicateLineCharsFilter(JapaneseFilter):
 
 
 class DuplicateSentencesFilter(JapaneseFilter):
+    kind = 7  # kernels.R_*
     reason = "dup_sentences"
     source = "Swallow: duplicate sentences <= 0.30"
 
@@ -313,6 +326,7 @@ class DuplicateSentencesFilter(JapaneseFilter):
 
 
 class DuplicateSentenceCharsFilter(JapaneseFilter):
+    kind = 8  # kernels.R_*
     reason = "dup_sentence_chars"
     source = "Swallow: chars in duplicate sentences <= 0.20"
 
@@ -322,6 +336,8 @@ class DuplicateSentenceCharsFilter(JapaneseFilter):
 
 class TopNgramFilter(JapaneseFilter):
     """Share of chars taken by the most frequent char n-gram (count * n / chars)."""
+
+    kind = 9  # kernels.R_*
 
     source = "Swallow / Gopher: top 2/3/4-gram <= 0.20/0.18/0.16"
 
@@ -356,6 +372,8 @@ class TopNgramFilter(JapaneseFilter):
 class DuplicateNgramFilter(JapaneseFilter):
     """Share of chars covered by repeats of a char n-gram seen earlier in the text."""
 
+    kind = 10  # kernels.R_*
+
     source = "Swallow / Gopher: duplicate 5..10-gram chars <= 0.15..0.10"
 
     def __init__(self, n: int, high: float):
@@ -378,6 +396,7 @@ class DuplicateNgramFilter(JapaneseFilter):
 
 
 class MeanSentenceLengthFilter(JapaneseFilter):
+    kind = 11  # kernels.R_*
     reason = "mean_sentence_length"
     source = "Swallow: mean sentence length in [20, 90] chars"
 
@@ -387,6 +406,7 @@ class MeanSentenceLengthFilter(JapaneseFilter):
 
 
 class MaxSentenceLengthFilter(JapaneseFilter):
+    kind = 12  # kernels.R_*
     reason = "max_sentence_length"
     source = "Swallow: longest sentence <= 200 chars"
 
@@ -396,6 +416,7 @@ class MaxSentenceLengthFilter(JapaneseFilter):
 
 
 class EllipsisSentencesFilter(JapaneseFilter):
+    kind = 13  # kernels.R_*
     reason = "ellipsis_sentences"
     source = "Swallow: sentences ending in an ellipsis <= 0.2"
 
@@ -450,3 +471,62 @@ def first_failure(text: str, filters: list[JapaneseFilter]) -> tuple[int, float]
         if not f.keep_document(score):
             return i, score
     return None
+
+
+# the rules kernels.batch_rules implements (exactly these classes: a subclass may score otherwise)
+_KERNEL_RULES = (
+    DocLengthFilter,
+    JapaneseRatioFilter,
+    HiraganaRatioFilter,
+    KatakanaRatioFilter,
+    UrlRatioFilter,
+    DuplicateLinesFilter,
+    DuplicateLineCharsFilter,
+    DuplicateSentencesFilter,
+    DuplicateSentenceCharsFilter,
+    TopNgramFilter,
+    DuplicateNgramFilter,
+    MeanSentenceLengthFilter,
+    MaxSentenceLengthFilter,
+    EllipsisSentencesFilter,
+)
+
+
+def _rule_plan(filters: list[JapaneseFilter]) -> tuple[np.ndarray, ...] | None:
+    """The filters as kernels.batch_rules' arrays (kinds, ns, lows, highs; NaN = no bound), or None
+    when one of them is not a rule the kernel knows (a subclass or another DocumentFilter)."""
+    if any(type(f) not in _KERNEL_RULES for f in filters):
+        return None
+    kinds = np.array([f.kind for f in filters], dtype=np.int64)
+    ns = np.array([f.n for f in filters], dtype=np.int64)
+    lows = np.array([np.nan if f.low is None else f.low for f in filters], dtype=np.float64)
+    highs = np.array([np.nan if f.high is None else f.high for f in filters], dtype=np.float64)
+    return kinds, ns, lows, highs
+
+
+def first_failures(
+    texts: list[str], codepoints: list[np.ndarray], filters: list[JapaneseFilter], minhash_n: int = 0
+) -> tuple[list[tuple[int, float] | None], np.ndarray | None, np.ndarray | None]:
+    """:func:`first_failure` of every text of a chunk in one numba call (no Python per rule and
+    text), given each text's code points; and, when ``minhash_n`` > 0, the ``minhash_n``-gram
+    hashes of the texts that pass, packed (``grams``, and ``offsets`` with one span per text;
+    empty for the others). Falls back to one text at a time (grams None) for rules the kernel
+    does not know. The same results as :func:`first_failure` (tests compare them)."""
+    plan = _rule_plan(filters)
+    if plan is None or not texts:
+        return [first_failure(t, filters) for t in texts], None, None
+    kinds, ns, lows, highs = plan
+    sizes = np.fromiter((c.size for c in codepoints), dtype=np.int64, count=len(codepoints))
+    offsets = np.zeros(len(texts) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    cp = np.concatenate(codepoints) if codepoints else np.zeros(0, dtype=np.uint32)
+    urls = np.zeros(len(texts))
+    if (kinds == UrlRatioFilter.kind).any():
+        urls = np.array([url_ratio(t) for t in texts], dtype=np.float64)
+    fail, score, grams, gram_off = kernels().batch_rules(
+        cp, offsets, _flags(), _scratch(), kinds, ns, lows, highs, urls, minhash_n
+    )
+    out: list[tuple[int, float] | None] = [
+        None if i < 0 else (i, sc) for i, sc in zip(fail.tolist(), score.tolist(), strict=True)
+    ]
+    return out, (grams if minhash_n > 0 else None), (gram_off if minhash_n > 0 else None)

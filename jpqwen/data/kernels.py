@@ -401,12 +401,138 @@ def flags_table(ranges: list[tuple[int, int]]) -> np.ndarray:
 
 
 def warm_up(flags: np.ndarray) -> None:
-    """Compile (or load from the cache) every kernel for the argument types the filters use."""
+    """Compile (or load from the cache) the kernels the local executor calls: the normalizer's check,
+    every rule of a chunk at once, and the n-gram hashes. The one-text-at-a-time kernels (NeMo
+    Curator's executor, ``TextStats``) compile on first use. The first compile into an empty
+    cache takes ~10 CPU-s (batch_rules: numba types and optimizes its callees again within it)."""
     cp = np.frombuffer("ab。\nab。".encode("utf-32-le"), dtype=np.uint32)
-    h = ngram_hashes(cp, 2)
-    top_count(h)
-    repeat_cover(h, 2)
-    text_profile(cp, flags, np.zeros(0x110000, dtype=np.uint32))
+    ngram_hashes(cp, 2)
     needs_normalizing(cp, flags, True, True, 3)
-    heavy_top_count(cp, 2, 0.2, np.zeros(0x110000, dtype=np.uint32))
-    lead_top_count(cp, 2, 97)
+    one = np.ones(1, dtype=np.int64)
+    nan = np.full(1, np.nan)
+    # (writable code points, as first_failures concatenates them: numba compiles per array mutability)
+    batch_rules(
+        cp.copy(), np.array([0, cp.size]), flags, np.zeros(0x110000, dtype=np.uint32), one, one, nan, nan, nan, 5
+    )
+
+
+# ---- every rule of a chunk in one call (the local executor's pass 1; filters.first_failures) ----
+# rule kinds, in the order of filters.build_filters' classes (filters.JapaneseFilter.kind)
+(
+    R_LENGTH,
+    R_JAPANESE,
+    R_HIRAGANA,
+    R_KATAKANA,
+    R_URL,
+    R_DUP_LINES,
+    R_DUP_LINE_CHARS,
+    R_DUP_SENTENCES,
+    R_DUP_SENTENCE_CHARS,
+    R_TOP_NGRAM,
+    R_DUP_NGRAM,
+    R_MEAN_SENTENCE,
+    R_MAX_SENTENCE,
+    R_ELLIPSIS,
+) = range(14)
+
+
+@numba.njit(cache=True, nogil=True)
+def _fraction(part, whole):
+    return part / max(whole, 1)
+
+
+@numba.njit(cache=True, nogil=True)
+def batch_rules(cp, offsets, flags, scratch, kinds, ns, lows, highs, url_scores, minhash_n):
+    """The rules (``kinds``/``ns``/``lows``/``highs``, NaN = no bound) in order on every text
+    ``cp[offsets[d]:offsets[d + 1]]``: the first one each text fails and its score (-1: passes
+    all), and the MinHash tokens (``minhash_n``-gram hashes; 0 = none) of the texts that pass,
+    packed, with their offsets. The same scores, bounds and decisions as the filters' ``quick`` /
+    ``score`` / ``keep_document`` one text at a time (tests compare them)."""
+    docs = offsets.size - 1
+    fail = np.full(docs, -1, dtype=np.int64)
+    score_out = np.zeros(docs, dtype=np.float64)
+    grams = np.empty(max(cp.size, 1), dtype=np.uint64)
+    gram_off = np.zeros(docs + 1, dtype=np.int64)
+    max_n = 1
+    for r in range(kinds.size):
+        max_n = max(max_n, ns[r])
+    covers = np.empty(max_n + 1, dtype=np.float64)
+    pos = 0
+    for d in range(docs):
+        c = cp[offsets[d] : offsets[d + 1]]
+        chars = c.size
+        prof = text_profile(c, flags, scratch)
+        hira = prof[N_HIRA]
+        kata = prof[N_KATA]
+        kanji = prof[N_KANJI]
+        letters = hira + kata + kanji
+        covers[:] = np.nan
+        mh = np.zeros(0, dtype=np.uint64)
+        have_mh = False
+        for r in range(kinds.size):
+            kind = kinds[r]
+            n = ns[r]
+            high = highs[r]
+            score = 0.0
+            if kind == R_LENGTH:
+                score = float(chars)
+            elif kind == R_JAPANESE:
+                score = _fraction(letters + prof[N_PUNCT], chars - prof[N_SPACE])
+            elif kind == R_HIRAGANA:
+                score = _fraction(hira, letters)
+            elif kind == R_KATAKANA:
+                score = _fraction(kata, letters)
+            elif kind == R_URL:
+                score = url_scores[d]
+            elif kind == R_DUP_LINES:
+                score = prof[PAR_DUP] / prof[PAR_COUNT] if prof[PAR_COUNT] else 0.0
+            elif kind == R_DUP_LINE_CHARS:
+                score = _fraction(prof[PAR_DUP_CHARS], prof[PAR_CHARS]) if prof[PAR_COUNT] else 0.0
+            elif kind == R_DUP_SENTENCES:
+                score = prof[SENT_DUP] / prof[SENT_COUNT] if prof[SENT_COUNT] else 0.0
+            elif kind == R_DUP_SENTENCE_CHARS:
+                score = _fraction(prof[SENT_DUP_CHARS], prof[SENT_CHARS]) if prof[SENT_COUNT] else 0.0
+            elif kind == R_TOP_NGRAM:
+                if np.isnan(high):
+                    score = top_count(ngram_hashes(c, n)) * n / max(chars, 1)
+                elif prof[TOP_CHAR] * n / max(chars, 1) <= high:
+                    continue  # bound: passes
+                else:
+                    # exact whenever the rule fails (filters.TopNgramFilter.quick)
+                    if prof[SECOND_CHAR] * n / max(chars, 1) <= high:
+                        heavy = lead_top_count(c, n, prof[TOP_CHAR_CODE])
+                    else:
+                        heavy = heavy_top_count(c, n, high, scratch)
+                    score = heavy * n / max(chars, 1)
+            elif kind == R_DUP_NGRAM:
+                bounded = False
+                if not np.isnan(high):
+                    for m in range(n):
+                        if covers[m] <= high:  # (NaN compares False)
+                            bounded = True
+                            break
+                if bounded:
+                    continue
+                h = ngram_hashes(c, n)
+                if n == minhash_n:
+                    mh = h
+                    have_mh = True
+                score = repeat_cover(h, n) / max(chars, 1)
+                covers[n] = score
+            elif kind == R_MEAN_SENTENCE:
+                score = prof[SENT_CHARS] / prof[SENT_COUNT] if prof[SENT_COUNT] else 0.0
+            elif kind == R_MAX_SENTENCE:
+                score = float(prof[SENT_MAX]) if prof[SENT_COUNT] else 0.0
+            elif kind == R_ELLIPSIS:
+                score = prof[SENT_ELLIPSIS] / prof[SENT_COUNT] if prof[SENT_COUNT] else 0.0
+            if (not np.isnan(lows[r]) and score < lows[r]) or (not np.isnan(high) and score > high):
+                fail[d] = r
+                score_out[d] = score
+                break
+        if fail[d] < 0 and minhash_n > 0:
+            if not have_mh:
+                mh = ngram_hashes(c, minhash_n)
+            grams[pos : pos + mh.size] = mh
+            pos += mh.size
+        gram_off[d + 1] = pos
+    return fail, score_out, grams[:pos], gram_off

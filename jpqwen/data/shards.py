@@ -28,7 +28,7 @@ import numpy as np
 from xxhash import xxh3_128_digest as _xxh3_128
 
 from jpqwen.data.config import NearDedupConfig, NormalizeConfig
-from jpqwen.data.filters import JapaneseFilter, first_failure, stats_of
+from jpqwen.data.filters import JapaneseFilter, first_failures, stats_of
 from jpqwen.data.normalize import normalize_text
 from jpqwen.data.reader import Chunk
 
@@ -93,14 +93,26 @@ class MinHasher:
             h = np.frombuffer(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), dtype=np.uint64)
         return h
 
-    def bands_many(self, texts: list[str], token_hashes: list[np.ndarray] | None = None) -> np.ndarray:
-        """LSH band hashes of ``texts``; ``token_hashes``: their ``token_hashes`` if already at hand."""
+    def bands_many(
+        self,
+        texts: list[str],
+        token_hashes: list[np.ndarray] | None = None,
+        packed: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> np.ndarray:
+        """LSH band hashes of ``texts``; ``token_hashes``: their ``token_hashes`` if already at hand,
+        or ``packed``: them as one buffer and ``len(texts) + 1`` offsets (filters.first_failures)."""
         b, r = self.cfg.bands, self.cfg.rows
         if not texts:
             return np.zeros((0, b), dtype=np.uint64)
-        hashes = token_hashes if token_hashes is not None else [self.token_hashes(t) for t in texts]
-        offsets = np.concatenate(([0], np.cumsum([h.size for h in hashes]))).astype(np.uint64)
-        rows = self._digest(np.concatenate(hashes), offsets, self.num_perm, self.cfg.seed).to_rows()
+        if packed is not None and np.all(np.diff(packed[1]) > 0):
+            flat, offsets = packed[0], packed[1].astype(np.uint64)
+        else:  # (a text shorter than one n-gram has its own token: token_hashes)
+            hashes = token_hashes
+            if hashes is None:
+                hashes = [self.token_hashes(t) for t in texts]
+            offsets = np.concatenate(([0], np.cumsum([h.size for h in hashes]))).astype(np.uint64)
+            flat = np.concatenate(hashes)
+        rows = self._digest(flat, offsets, self.num_perm, self.cfg.seed).to_rows()
         sig = np.asarray(rows, dtype=np.uint64).reshape(len(texts), b, r)
         acc = np.zeros((len(texts), b), dtype=np.uint64)
         for j in range(r):  # polynomial hash of the r values of each band (mod 2**64)
@@ -185,18 +197,25 @@ def process_chunk(chunk: Chunk, profile: Profile, root: Path, hasher: MinHasher 
     """Parse, normalize, filter and hash one chunk; write its shard; return its summary."""
     parsed, blank = parse_chunk(chunk)
     texts: list[str] = []
-    failures: list[tuple[int, float] | None] = []
-    token_hashes: list[np.ndarray] | None = [] if hasher is not None else None
+    ok_texts: list[str] = []
+    ok_codepoints: list[np.ndarray] = []
     for p in parsed:
-        # normalize, then filter the same text at once: the filters reuse normalize's code points
         t = normalize_text(p.text, profile.normalize) if p.reason is None else ""
         texts.append(t)
-        failure = first_failure(t, profile.filters) if p.reason is None else None
-        failures.append(failure)
-        if p.reason is None and failure is None and token_hashes is not None:
-            # a candidate: its MinHash tokens now, from the n-gram hashes the filters just computed
-            token_hashes.append(hasher.token_hashes(t))
-    return write_shard(ChunkInfo.of(chunk), parsed, texts, failures, blank, profile, root, hasher, token_hashes)
+        if p.reason is None:
+            ok_texts.append(t)
+            ok_codepoints.append(stats_of(t).codepoints)  # normalize's own when it changed nothing
+    # every rule on every parsed text in one kernel call; the candidates' MinHash n-grams with them
+    ngram = profile.near_dedup.ngram if hasher is not None else 0
+    ok_failures, grams, gram_offsets = first_failures(ok_texts, ok_codepoints, profile.filters, ngram)
+    del ok_codepoints
+    it = iter(ok_failures)
+    failures = [next(it) if p.reason is None else None for p in parsed]
+    packed = None
+    if grams is not None and gram_offsets is not None:
+        cand = np.array([f is None for f in ok_failures], dtype=bool)
+        packed = (grams, np.append(gram_offsets[:-1][cand], gram_offsets[-1]))
+    return write_shard(ChunkInfo.of(chunk), parsed, texts, failures, blank, profile, root, hasher, packed=packed)
 
 
 def write_shard(
@@ -209,9 +228,10 @@ def write_shard(
     root: Path,
     hasher: MinHasher | None,
     token_hashes: list[np.ndarray] | None = None,
+    packed: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict:
     """Hash the candidates and write the shard of one chunk (shared by both executors).
-    ``token_hashes``: the candidates' MinHash tokens, when the caller has them already."""
+    ``token_hashes`` / ``packed``: the candidates' MinHash tokens, when the caller has them already."""
     lines_no: list[int] = []
     status: list[int] = []
     chars: list[int] = []
@@ -280,7 +300,9 @@ def write_shard(
     tmp.mkdir(parents=True)
     hashes = np.frombuffer(b"".join(cand_hash), dtype=np.uint64).reshape(-1, 2)
     bands = (
-        hasher.bands_many(cand_texts, token_hashes) if hasher is not None else np.zeros((0, n_bands), dtype=np.uint64)
+        hasher.bands_many(cand_texts, token_hashes, packed)
+        if hasher is not None
+        else np.zeros((0, n_bands), dtype=np.uint64)
     )
     np.savez(
         tmp / "arrays.npz",

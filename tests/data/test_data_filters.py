@@ -270,16 +270,21 @@ def test_top_ngram_quick_keep_is_the_exact_decision(n):
 
 
 def test_control_flags_match_the_normalizer_regex():
+    import numpy as np
+
     from jpqwen.data import kernels
     from jpqwen.data.filters import _flags
     from jpqwen.data.normalize import _CONTROL
 
     flags = _flags()
-    for c in range(0x110000):
-        if 0xD800 <= c <= 0xDFFF:
-            continue
-        assert bool(flags[c] & kernels.IS_CONTROL) == bool(_CONTROL.match(chr(c))), hex(c)
-        assert bool(flags[c] & kernels.IS_BLANK) == (chr(c) in "\t\xa0"), hex(c)
+    points = [c for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]  # every code point but surrogates
+    text = "".join(map(chr, points))
+    control = np.zeros(0x110000, dtype=bool)
+    control[[points[m.start()] for m in _CONTROL.finditer(text)]] = True
+    assert ((flags & kernels.IS_CONTROL) > 0)[points].tolist() == control[points].tolist()
+    blank = np.zeros(0x110000, dtype=bool)
+    blank[[0x9, 0xA0]] = True
+    assert ((flags & kernels.IS_BLANK) > 0).tolist() == blank.tolist()
 
 
 def test_normalizer_fast_path_on_every_setting():
@@ -295,3 +300,53 @@ def test_normalizer_fast_path_on_every_setting():
     for t in _texts()[:60] + _tricky_texts() + extra:
         for cfg in cfgs:
             assert normalize_text(t, cfg) == ref_normalize(t, cfg), (repr(t), cfg)
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        FilterConfig(),
+        FilterConfig(max_top_ngram_ratio={2: 0.03, 3: 0.05, 4: 0.04}),
+        FilterConfig(min_chars=None, max_dup_ngram_ratio={5: 0.05, 6: 0.3, 7: 0.02}),
+        FilterConfig(min_chars=10, max_chars=5000, min_hiragana_ratio=None, max_url_char_ratio=0.01),
+    ],
+    ids=["default", "tight-top-ngram", "dup-ngram-bounds", "length-url"],
+)
+def test_first_failures_in_one_kernel_call_equal_one_text_at_a_time(cfg):
+    """The local executor's batched rules (kernels.batch_rules) against first_failure per text,
+    and the MinHash n-grams it packs for the texts that pass against TextStats.ngram_hashes."""
+    import numpy as np
+
+    texts = _texts() + _tricky_texts() + ["https://example.com/a " * 30 + "あ" * 300, "www.x.jp です。" * 50]
+    filters = build_filters(cfg)
+    cps = [np.frombuffer(t.encode("utf-32-le"), dtype=np.uint32) for t in texts]
+    got, grams, offsets = jfilters.first_failures(texts, cps, filters, minhash_n=5)
+    assert got == [first_failure(t, filters) for t in texts]
+    assert sum(g is None for g in got) > 0 and sum(g is not None for g in got) > 0
+    for i, t in enumerate(texts):
+        span = grams[offsets[i] : offsets[i + 1]]
+        want = jfilters.stats_of(t).ngram_hashes(5) if got[i] is None else np.zeros(0, np.uint64)
+        assert span.tolist() == want.tolist(), repr(t[:40])
+
+
+def test_first_failures_fall_back_for_rules_the_kernel_does_not_know():
+    import numpy as np
+
+    class Longer(jfilters.DocLengthFilter):  # a subclass may score otherwise: scored one text at a time
+        def score(self, st):
+            return float(len(st.text) * 2)
+
+    filters = [Longer(low=100)]
+    texts = ["あ" * 60, "あ" * 40]
+    cps = [np.frombuffer(t.encode("utf-32-le"), dtype=np.uint32) for t in texts]
+    got, grams, _ = jfilters.first_failures(texts, cps, filters, minhash_n=5)
+    assert got == [None, (0, 80.0)] and grams is None
+
+
+def test_rule_kinds_match_the_kernel():
+    from jpqwen.data import kernels
+
+    names = ["LENGTH", "JAPANESE", "HIRAGANA", "KATAKANA", "URL", "DUP_LINES", "DUP_LINE_CHARS"]
+    names += ["DUP_SENTENCES", "DUP_SENTENCE_CHARS", "TOP_NGRAM", "DUP_NGRAM", "MEAN_SENTENCE", "MAX_SENTENCE"]
+    names += ["ELLIPSIS"]
+    assert [cls.kind for cls in jfilters._KERNEL_RULES] == [getattr(kernels, "R_" + n) for n in names]
