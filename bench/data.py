@@ -459,7 +459,11 @@ def compute_targets(result: dict, workers: list[int]) -> list[dict]:
     marginal = result.get("marginal_mb_per_cpu_s", {})
     ours_m = marginal.get("jpqwen make data")
     meg_m = marginal.get("Megatron-LM preprocess_data.py")
-    if ours_m and meg_m:
+    # start-up excluded from the large and full corpora (1 worker, ~900 MB apart) when that was run: the
+    # 100 - 16 MB difference at 2 workers is ~2 CPU-s, within this machine's run-to-run noise
+    large_ours = next((v for k, v in marginal.items() if k.startswith("jpqwen make data (1 worker")), None)
+    large_meg = next((v for k, v in marginal.items() if k.startswith("Megatron-LM preprocess_data.py (1 worker")), None)
+    if ours_m and meg_m and not (large_ours and large_meg):
         targets.append(
             {
                 "target": ">= 10x Megatron per core, start-up excluded (marginal)",
@@ -467,6 +471,7 @@ def compute_targets(result: dict, workers: list[int]) -> list[dict]:
                 "met": ours_m / meg_m >= 10,
             }
         )
+    ours_m = large_ours or ours_m  # the 70 % row's start-up-excluded figure: the robust one when run
     # at a realistic size (one LLM-jp train file's order): both tools on the large corpus, 1 worker
     ours_large, meg_large = large_runs(result, "jpqwen make data"), large_runs(result, "Megatron-LM preprocess_data.py")
     for size, o in ours_large.items():
