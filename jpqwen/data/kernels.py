@@ -110,6 +110,15 @@ def top_count(keys):
 
 
 @numba.njit(cache=True, nogil=True)
+def _ngram_hash(cp, i, n):
+    """The n-gram at ``i`` hashed as :func:`ngram_hashes` does."""
+    h = np.uint64(0)
+    for t in range(n):
+        h = h * np.uint64(0x100000001B3) + np.uint64(cp[i + t])
+    return h
+
+
+@numba.njit(cache=True, nogil=True)
 def heavy_top_count(cp, n, high, scratch):
     """``top_count`` of the char n-grams whose first character occurs more than ``high * len / n``
     times (0 when none does). An n-gram occurs at most as often as its first character, so this
@@ -122,65 +131,28 @@ def heavy_top_count(cp, n, high, scratch):
     chars = max(cp.size, 1)
     for i in range(cp.size):
         scratch[cp[i]] += 1
+    keys = np.empty(m, dtype=np.uint64)
     heavy = 0
     for i in range(m):
         if scratch[cp[i]] * n / chars > high:
+            keys[heavy] = _ngram_hash(cp, i, n)
             heavy += 1
-    best = 0
-    if heavy > 0:
-        size, shift = _table_size(heavy)
-        table = np.zeros(size, dtype=np.uint64)
-        used = np.zeros(size, dtype=np.bool_)
-        count = np.zeros(size, dtype=np.int64)
-        mul = np.uint64(0x100000001B3)
-        for i in range(m):
-            if scratch[cp[i]] * n / chars > high:
-                k = np.uint64(0)
-                for t in range(n):
-                    k = k * mul + np.uint64(cp[i + t])
-                j = np.int64((k * np.uint64(0x9E3779B97F4A7C15)) >> shift)
-                while used[j] and table[j] != k:
-                    j = (j + 1) & (size - 1)
-                used[j] = True
-                table[j] = k
-                count[j] += 1
-                if count[j] > best:
-                    best = count[j]
     for i in range(cp.size):
         scratch[cp[i]] = 0
-    return best
+    return top_count(keys[:heavy]) if heavy else 0
 
 
 @numba.njit(cache=True, nogil=True)
 def lead_top_count(cp, n, lead):
     """``top_count`` of the char n-grams that start with the character ``lead``."""
     m = cp.size - n + 1
+    keys = np.empty(max(m, 0), dtype=np.uint64)
     heavy = 0
     for i in range(max(m, 0)):
         if cp[i] == lead:
+            keys[heavy] = _ngram_hash(cp, i, n)
             heavy += 1
-    if heavy == 0:
-        return 0
-    size, shift = _table_size(heavy)
-    table = np.zeros(size, dtype=np.uint64)
-    used = np.zeros(size, dtype=np.bool_)
-    count = np.zeros(size, dtype=np.int64)
-    mul = np.uint64(0x100000001B3)
-    best = 0
-    for i in range(m):
-        if cp[i] == lead:
-            k = np.uint64(0)
-            for t in range(1, n):
-                k = k * mul + np.uint64(cp[i + t])
-            j = np.int64((k * np.uint64(0x9E3779B97F4A7C15)) >> shift)
-            while used[j] and table[j] != k:
-                j = (j + 1) & (size - 1)
-            used[j] = True
-            table[j] = k
-            count[j] += 1
-            if count[j] > best:
-                best = count[j]
-    return best
+    return top_count(keys[:heavy]) if heavy else 0
 
 
 @numba.njit(cache=True, nogil=True)
