@@ -93,23 +93,16 @@ class MinHasher:
             h = np.frombuffer(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), dtype=np.uint64)
         return h
 
-    def bands_many(
-        self,
-        texts: list[str],
-        token_hashes: list[np.ndarray] | None = None,
-        packed: tuple[np.ndarray, np.ndarray] | None = None,
-    ) -> np.ndarray:
-        """LSH band hashes of ``texts``; ``token_hashes``: their ``token_hashes`` if already at hand,
-        or ``packed``: them as one buffer and ``len(texts) + 1`` offsets (filters.first_failures)."""
+    def bands_many(self, texts: list[str], packed: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """LSH band hashes of ``texts``; ``packed``: their n-gram hashes if already at hand, as one
+        buffer and ``len(texts) + 1`` offsets (filters.first_failures)."""
         b, r = self.cfg.bands, self.cfg.rows
         if not texts:
             return np.zeros((0, b), dtype=np.uint64)
         if packed is not None and np.all(np.diff(packed[1]) > 0):
             flat, offsets = packed[0], packed[1].astype(np.uint64)
         else:  # (a text shorter than one n-gram has its own token: token_hashes)
-            hashes = token_hashes
-            if hashes is None:
-                hashes = [self.token_hashes(t) for t in texts]
+            hashes = [self.token_hashes(t) for t in texts]
             offsets = np.concatenate(([0], np.cumsum([h.size for h in hashes]))).astype(np.uint64)
             flat = np.concatenate(hashes)
         rows = self._digest(flat, offsets, self.num_perm, self.cfg.seed).to_rows()
@@ -227,11 +220,10 @@ def write_shard(
     profile: Profile,
     root: Path,
     hasher: MinHasher | None,
-    token_hashes: list[np.ndarray] | None = None,
     packed: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict:
     """Hash the candidates and write the shard of one chunk (shared by both executors).
-    ``token_hashes`` / ``packed``: the candidates' MinHash tokens, when the caller has them already."""
+    ``packed``: the candidates' MinHash tokens (MinHasher.bands_many), when the caller has them already."""
     lines_no: list[int] = []
     status: list[int] = []
     chars: list[int] = []
@@ -299,11 +291,7 @@ def write_shard(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     hashes = np.frombuffer(b"".join(cand_hash), dtype=np.uint64).reshape(-1, 2)
-    bands = (
-        hasher.bands_many(cand_texts, token_hashes, packed)
-        if hasher is not None
-        else np.zeros((0, n_bands), dtype=np.uint64)
-    )
+    bands = hasher.bands_many(cand_texts, packed) if hasher is not None else np.zeros((0, n_bands), dtype=np.uint64)
     np.savez(
         tmp / "arrays.npz",
         line=np.asarray(lines_no, dtype=np.int64),

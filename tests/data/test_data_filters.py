@@ -350,3 +350,23 @@ def test_rule_kinds_match_the_kernel():
     names += ["DUP_SENTENCES", "DUP_SENTENCE_CHARS", "TOP_NGRAM", "DUP_NGRAM", "MEAN_SENTENCE", "MAX_SENTENCE"]
     names += ["ELLIPSIS"]
     assert [cls.kind for cls in jfilters._KERNEL_RULES] == [getattr(kernels, "R_" + n) for n in names]
+
+
+def test_minhash_bands_from_packed_ngrams_equal_bands_from_texts():
+    """process_chunk hands MinHash the n-grams first_failures packed; a text shorter than one n-gram
+    (its own token then) makes bands_many fall back to one text at a time: same bands either way."""
+    import numpy as np
+
+    from jpqwen.data.config import NearDedupConfig
+    from jpqwen.data.shards import MinHasher
+
+    hasher = MinHasher(NearDedupConfig())
+    for texts in (_texts()[:40], _texts()[:40] + ["あい"]):
+        cps = [np.frombuffer(t.encode("utf-32-le"), dtype=np.uint32) for t in texts]
+        filters = build_filters(FilterConfig()) if len(texts) == 40 else []  # (no rules: the short text stays)
+        got, grams, offsets = jfilters.first_failures(texts, cps, filters, minhash_n=5)
+        cand = np.array([g is None for g in got])
+        kept = [t for t, c in zip(texts, cand, strict=True) if c]
+        packed = (grams, np.append(offsets[:-1][cand], offsets[-1]))
+        assert "あい" not in texts or "あい" in kept
+        assert hasher.bands_many(kept, packed).tolist() == hasher.bands_many(kept).tolist()
