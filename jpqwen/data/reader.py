@@ -41,29 +41,58 @@ def _open(path: Path):
     return open(path, "rb")
 
 
+# bytes per read: read1 returns what one raw read (or one decompressor step) gave, so an error
+# later in the file never takes back data that was already returned
+_READ = 1 << 22
+
+
 def iter_chunks(files: list[InputFile], chunk_bytes: int, report: ReadReport) -> Iterator[Chunk]:
+    """Chunks of whole lines: each ends at the first line break at or past ``chunk_bytes`` from
+    its start (the end of a line that brings it to ``chunk_bytes``), a file's last one at its end.
+    A last line without a line break gets one. Read in blocks and cut at line breaks: no Python
+    object per line. On damage, the line the damage cut short is dropped (it is no document)."""
     index = 0
+    limit = max(chunk_bytes - 1, 0)  # offset in a chunk from which its closing line break is searched
     for file_index, inp in enumerate(files):
-        buf: list[bytes] = []
+        pieces: list[memoryview] = []  # the chunk so far: views of the blocks read (no copy until it is cut)
         size = 0
-        first_line = line_no = 1
+        first_line = 1
+
+        def take(tail: memoryview | bytes = b"") -> Chunk:
+            nonlocal index, first_line, pieces, size
+            data = b"".join([*pieces, tail])
+            pieces, size = [], 0
+            chunk = Chunk(index, file_index, str(inp.path), inp.validation, first_line, data)
+            index += 1
+            first_line += data.count(b"\n")
+            report.bytes_read += len(data)
+            return chunk
+
         try:
             with _open(inp.path) as fh:
-                for line in fh:
-                    if not line.endswith(b"\n"):
-                        line += b"\n"
-                    buf.append(line)
-                    size += len(line)
-                    line_no += 1
-                    report.bytes_read += len(line)
-                    if size >= chunk_bytes:
-                        yield Chunk(index, file_index, str(inp.path), inp.validation, first_line, b"".join(buf))
-                        index += 1
-                        buf, size, first_line = [], 0, line_no
+                while block := fh.read1(_READ):
+                    view = memoryview(block)
+                    while view:
+                        end = block.find(b"\n", len(block) - len(view) + max(limit - size, 0))
+                        if end < 0:
+                            pieces.append(view)
+                            size += len(view)
+                            break
+                        cut = end + 1 - (len(block) - len(view))
+                        yield take(view[:cut])
+                        view = view[cut:]
+            if size and pieces[-1][-1] != 0x0A:
+                pieces.append(memoryview(b"\n"))
         except (EOFError, OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+            # the line the damage cut short is no document
+            while pieces and (keep := bytes(pieces[-1]).rfind(b"\n")) < 0:
+                pieces.pop()
+            if pieces:
+                pieces[-1] = pieces[-1][: keep + 1]
+            size = sum(len(p) for p in pieces)
+            lines = first_line - 1 + sum(bytes(p).count(b"\n") for p in pieces)
             report.incomplete[str(inp.path)] = (
-                f"{type(exc).__name__}: {exc} (after line {line_no - 1}; the lines before it were processed)"
+                f"{type(exc).__name__}: {exc} (after line {lines}; the lines before it were processed)"
             )
-        if buf:
-            yield Chunk(index, file_index, str(inp.path), inp.validation, first_line, b"".join(buf))
-            index += 1
+        if size:
+            yield take()

@@ -231,7 +231,7 @@ def write_shard(
     cand_texts: list[str] = []
     cand_split: list[int] = []
     offsets = [0]
-    texts = bytearray()
+    blobs: list[bytes] = []  # the candidates' UTF-8, joined once (growing a bytearray copies it again and again)
     quarantine: list[dict] = []
     examples: dict[str, list[dict]] = {}
     validation_meta: dict[int, str] = {}
@@ -269,8 +269,8 @@ def write_shard(
         cand_split.append(1 if is_val else 0)
         if is_val:
             validation_meta[len(cand_hash) - 1] = json.dumps(p.meta, ensure_ascii=False, sort_keys=True)
-        texts += data
-        offsets.append(len(texts))
+        blobs.append(data)
+        offsets.append(offsets[-1] + len(data))
 
     n_bands = profile.near_dedup.bands if hasher is not None else 0
     summary = {
@@ -302,7 +302,7 @@ def write_shard(
         cand_split=np.asarray(cand_split, dtype=np.uint8),
         cand_offsets=np.asarray(offsets, dtype=np.int64),
     )
-    (tmp / "texts.bin").write_bytes(bytes(texts))
+    (tmp / "texts.bin").write_bytes(b"".join(blobs))
     (tmp / "summary.json").write_text(json.dumps(summary, ensure_ascii=False), encoding="utf-8")
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)

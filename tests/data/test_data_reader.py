@@ -1,0 +1,76 @@
+"""The reader's chunks: whole lines, cut where the chunk size says, nothing lost or doubled."""
+
+from __future__ import annotations
+
+import gzip
+import random
+
+import pytest
+
+from jpqwen.data import reader
+from jpqwen.data.reader import ReadReport, iter_chunks
+from jpqwen.data.sources import InputFile
+
+
+def _lines(rng: random.Random, count: int) -> list[bytes]:
+    return [("あ" * rng.randint(0, 900) + "x" * rng.randint(0, 3)).encode() for _ in range(count)]
+
+
+def _expected(lines: list[bytes], chunk_bytes: int) -> list[tuple[int, bytes]]:
+    """(first line, data) of each chunk, by the definition: lines accumulate until the chunk
+    holds at least ``chunk_bytes``."""
+    out, buf, first = [], [], 1
+    for i, line in enumerate(lines, start=1):
+        buf.append(line + b"\n")
+        if sum(map(len, buf)) >= chunk_bytes:
+            out.append((first, b"".join(buf)))
+            buf, first = [], i + 1
+    if buf:
+        out.append((first, b"".join(buf)))
+    return out
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 700, 4096, 10**7])
+@pytest.mark.parametrize("gz", [False, True])
+def test_chunks_are_whole_lines_cut_at_the_chunk_size(tmp_path, monkeypatch, chunk_bytes, gz):
+    monkeypatch.setattr(reader, "_READ", 1000)  # blocks far smaller than lines and chunks: every cut case
+    rng = random.Random(chunk_bytes)
+    files, expected = [], []
+    for k, trailing_newline in enumerate([True, False, True]):
+        lines = _lines(rng, 40 if k != 2 else 0)
+        blob = b"\n".join(lines) + (b"\n" if trailing_newline and lines else b"")
+        path = tmp_path / (f"f{k}.jsonl.gz" if gz else f"f{k}.jsonl")
+        path.write_bytes(gzip.compress(blob) if gz else blob)
+        files.append(InputFile(path, validation=k == 1))
+        expected += [(k, first, data) for first, data in _expected(lines, chunk_bytes)]
+    report = ReadReport()
+    chunks = list(iter_chunks(files, chunk_bytes, report))
+    assert [(c.file_index, c.first_line, c.data) for c in chunks] == expected
+    assert [c.index for c in chunks] == list(range(len(chunks)))
+    assert all(c.validation == (c.file_index == 1) for c in chunks)
+    assert report.bytes_read == sum(len(c.data) for c in chunks) and not report.incomplete
+
+
+def test_damaged_gzip_keeps_the_whole_lines_before_the_damage(tmp_path):
+    lines = _lines(random.Random(7), 400)
+    blob = gzip.compress(b"".join(line + b"\n" for line in lines), compresslevel=0)
+    path = tmp_path / "cut.jsonl.gz"
+    path.write_bytes(blob[: len(blob) // 2])
+    report = ReadReport()
+    chunks = list(iter_chunks([InputFile(path, validation=False)], 5000, report))
+    data = b"".join(c.data for c in chunks)
+    kept = data.count(b"\n")
+    assert 0 < kept < len(lines)
+    assert data == b"".join(line + b"\n" for line in lines[:kept])  # no partial line
+    assert f"after line {kept};" in report.incomplete[str(path)]
+
+
+@pytest.mark.parametrize("chunk_bytes", [19, 20, 21])
+def test_a_line_ending_exactly_at_the_chunk_size_closes_the_chunk(tmp_path, monkeypatch, chunk_bytes):
+    monkeypatch.setattr(reader, "_READ", 7)
+    lines = [b"%09d" % i for i in range(10)]  # 10 bytes each with its line break
+    path = tmp_path / "even.jsonl"
+    path.write_bytes(b"".join(line + b"\n" for line in lines))
+    chunks = list(iter_chunks([InputFile(path, validation=False)], chunk_bytes, ReadReport()))
+    assert [(c.first_line, c.data) for c in chunks] == _expected(lines, chunk_bytes)
+    assert len(chunks[0].data) == (20 if chunk_bytes <= 20 else 30)
