@@ -52,47 +52,54 @@ def iter_chunks(files: list[InputFile], chunk_bytes: int, report: ReadReport) ->
     A last line without a line break gets one. Read in blocks and cut at line breaks: no Python
     object per line. On damage, the line the damage cut short is dropped (it is no document)."""
     index = 0
-    limit = max(chunk_bytes - 1, 0)  # offset in a chunk from which its closing line break is searched
     for file_index, inp in enumerate(files):
-        pieces: list[memoryview] = []  # the chunk so far: views of the blocks read (no copy until it is cut)
-        size = 0
-        first_line = 1
+        for chunk in _file_chunks(inp, file_index, index, max(chunk_bytes - 1, 0), report):
+            index = chunk.index + 1
+            yield chunk
 
-        def take(tail: memoryview | bytes = b"") -> Chunk:
-            nonlocal index, first_line, pieces, size
-            data = b"".join([*pieces, tail])
-            pieces, size = [], 0
-            chunk = Chunk(index, file_index, str(inp.path), inp.validation, first_line, data)
-            index += 1
-            first_line += data.count(b"\n")
-            report.bytes_read += len(data)
-            return chunk
 
-        try:
-            with _open(inp.path) as fh:
-                while block := fh.read1(_READ):
-                    view = memoryview(block)
-                    while view:
-                        end = block.find(b"\n", len(block) - len(view) + max(limit - size, 0))
-                        if end < 0:
-                            pieces.append(view)
-                            size += len(view)
-                            break
-                        cut = end + 1 - (len(block) - len(view))
-                        yield take(view[:cut])
-                        view = view[cut:]
-            if size and pieces[-1][-1] != 0x0A:
-                pieces.append(memoryview(b"\n"))
-        except (EOFError, OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
-            # the line the damage cut short is no document
-            while pieces and (keep := bytes(pieces[-1]).rfind(b"\n")) < 0:
-                pieces.pop()
-            if pieces:
-                pieces[-1] = pieces[-1][: keep + 1]
-            size = sum(len(p) for p in pieces)
-            lines = first_line - 1 + sum(bytes(p).count(b"\n") for p in pieces)
-            report.incomplete[str(inp.path)] = (
-                f"{type(exc).__name__}: {exc} (after line {lines}; the lines before it were processed)"
-            )
-        if size:
-            yield take()
+def _file_chunks(inp: InputFile, file_index: int, index: int, limit: int, report: ReadReport) -> Iterator[Chunk]:
+    """The chunks of one file, numbered from ``index``; ``limit``: the offset in a chunk from which
+    its closing line break is searched."""
+    pieces: list[memoryview] = []  # the chunk so far: views of the blocks read (no copy until it is cut)
+    size = 0
+    first_line = 1
+
+    def take(tail: memoryview | bytes = b"") -> Chunk:
+        nonlocal index, first_line, pieces, size
+        data = b"".join([*pieces, tail])
+        pieces, size = [], 0
+        chunk = Chunk(index, file_index, str(inp.path), inp.validation, first_line, data)
+        index += 1
+        first_line += data.count(b"\n")
+        report.bytes_read += len(data)
+        return chunk
+
+    try:
+        with _open(inp.path) as fh:
+            while block := fh.read1(_READ):
+                view = memoryview(block)
+                while view:
+                    end = block.find(b"\n", len(block) - len(view) + max(limit - size, 0))
+                    if end < 0:
+                        pieces.append(view)
+                        size += len(view)
+                        break
+                    cut = end + 1 - (len(block) - len(view))
+                    yield take(view[:cut])
+                    view = view[cut:]
+        if size and pieces[-1][-1] != 0x0A:
+            pieces.append(memoryview(b"\n"))
+    except (EOFError, OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        # the line the damage cut short is no document
+        while pieces and (keep := bytes(pieces[-1]).rfind(b"\n")) < 0:
+            pieces.pop()
+        if pieces:
+            pieces[-1] = pieces[-1][: keep + 1]
+        size = sum(len(p) for p in pieces)
+        lines = first_line - 1 + sum(bytes(p).count(b"\n") for p in pieces)
+        report.incomplete[str(inp.path)] = (
+            f"{type(exc).__name__}: {exc} (after line {lines}; the lines before it were processed)"
+        )
+    if size:
+        yield take()
