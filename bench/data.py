@@ -15,7 +15,7 @@ on the same corpus and core count, and against the raw tokenizer (the pipeline's
   1 worker, Megatron right after ours), where start-up weighs little; the 10x ratio is taken there
   too, end to end and start-up excluded (large minus full corpus, 1 worker).
 - Raw tokenizer: the backend ``make data`` uses (``data.tokenizer_backend``, default fastokens;
-  the call pass 2 makes and the per-document ones), tiktoken and HF ``tokenizers`` for comparison,
+  the call pass 1 makes and the per-document ones), tiktoken and HF ``tokenizers`` for comparison,
   encoding the corpus texts on one core. The 70 % target is against the backend in use.
 
 Megatron-LM is not vendored: pass its checkout with ``--megatron-lm`` or
@@ -36,6 +36,7 @@ import random
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -216,11 +217,11 @@ def raw_tokenizer(corpus: Path, tokenizer: Path, megabytes: float = 8.0) -> dict
             if n >= megabytes * 1e6:
                 break
     out = {}
-    # <backend>_batch: encode_documents over the texts of a chunk (8 MB, the pipeline's default chunk_mb):
-    # what pass 2 calls per chunk (one fastokens call for all); <backend>_array: encode_document_array
+    # <backend>_batch: encode_documents_flat over the texts of a chunk (8 MB, the pipeline's default chunk_mb):
+    # what pass 1 calls per chunk (one fastokens call for all); <backend>_array: encode_document_array
     # (int32 ids + EOD, one call per text); <backend>: encode (a list of ids)
     for name, backend, method in (
-        ("fastokens_batch", "fastokens", "encode_documents"),
+        ("fastokens_batch", "fastokens", "encode_documents_flat"),
         ("fastokens_array", "fastokens", "encode_document_array"),
         ("fastokens", "fastokens", "encode"),
         ("tiktoken_array", "tiktoken", "encode_document_array"),
@@ -229,12 +230,12 @@ def raw_tokenizer(corpus: Path, tokenizer: Path, megabytes: float = 8.0) -> dict
     ):
         tok = QwenTokenizer(tokenizer, backend)
         fn = getattr(tok, method)
-        batch = method == "encode_documents"
+        batch = method == "encode_documents_flat"
         fn(["warm up"]) if batch else fn("warm up")
         best = None
         for _ in range(2):  # best of two: the machine may be shared
             t0 = time.process_time()  # CPU time (all threads): robust to other load on the machine
-            count = sum(len(a) for a in fn(texts)) if batch else sum(len(fn(t)) for t in texts)
+            count = fn(texts)[0].size if batch else sum(len(fn(t)) for t in texts)
             dt = time.process_time() - t0
             best = dt if best is None else min(best, dt)
         out[name] = {"mb_per_s": round(n / 1e6 / best, 3), "tokens_per_s": round(count / best), "mb": round(n / 1e6, 2)}
@@ -275,7 +276,7 @@ def numba_compile_seconds(cache: Path) -> dict:
 
 
 def stage_profile(corpus: Path, tokenizer: Path, backend: str, megabytes: float = 8.0) -> dict:
-    """MB/s of each pass-1/pass-2 step on one core, in this process (where the time goes)."""
+    """MB/s of each pass-1 step on one core, in this process (where the time goes)."""
     sys.path.insert(0, str(REPO))
     import numpy as np
 
@@ -322,16 +323,25 @@ def stage_profile(corpus: Path, tokenizer: Path, backend: str, megabytes: float 
     cand = np.array([f is None for f in failures], dtype=bool)
     kept = [x for x, c in zip(texts, cand, strict=True) if c]
     packed = (grams, np.append(offsets[:-1][cand], offsets[-1]))
+    tok.encode_documents_flat(kept[: max(1, len(kept) // 8)])  # a warm tokenizer, as after a worker's first chunk
+    t = time.process_time()
+    flat, lengths = tok.encode_documents_flat(kept)
+    steps[f"tokenize ({backend}, one int32 buffer + EODs, as pass 1 calls it)"] = time.process_time() - t
     k = min(8, len(kept))
     hasher.bands_many(kept[:k], packed=(grams[: packed[1][k]], packed[1][: k + 1]))  # warm, as after chunk 1
     t = time.process_time()
-    hasher.bands_many(kept, packed=packed)
     [exact_hash(x.encode("utf-8")) for x in kept]
+    hasher.bands_many(kept, packed=packed)
     steps["exact hash (XXH3) + MinHash bands (rensa)"] = time.process_time() - t
-    tok.encode_documents(kept[: max(1, len(kept) // 8)])  # a warm tokenizer, as after a worker's first chunk
-    t = time.process_time()
-    tok.encode_documents(kept)
-    steps[f"tokenize ({backend}, int32 arrays + EOD, as pass 2 calls it)"] = time.process_time() - t
+    from jpqwen.data.writer import append_documents, indexed_dataset
+
+    builder_cls = indexed_dataset().IndexedDatasetBuilder
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.process_time()
+        builder = builder_cls(f"{tmp}/part.bin", dtype=np.int32)
+        append_documents(builder, [flat], lengths)
+        builder.finalize(f"{tmp}/part.idx")
+        steps["write the part (megatron-core IndexedDatasetBuilder)"] = time.process_time() - t
     mb = len(data) / 1e6
     out = {name: round(mb / s, 2) for name, s in steps.items()}
     out["all steps"] = round(mb / sum(steps.values()), 2)
@@ -360,8 +370,8 @@ def markdown(r: dict) -> str:
     backend = r.get("tokenizer_backend", "tiktoken")
     ref_name, ref = tokenizer_reference(tok, backend)
     calls = {
-        "fastokens_batch": "fastokens `encode_documents`: one `encode_batch_flat` call per 8 MB chunk, int32 + EOD "
-        "(what pass 2 calls)",
+        "fastokens_batch": "fastokens `encode_documents_flat`: one `encode_batch_flat` call per 8 MB chunk, int32 + EOD "
+        "(what pass 1 calls)",
         "fastokens_array": "fastokens `encode_document_array`, one call per document",
         "fastokens": "fastokens `encode`, a list of ids",
         "tiktoken_array": "tiktoken `encode_document_array` (`encode_to_numpy` + EOD)",

@@ -1,17 +1,16 @@
-"""A corpus through the pipeline: pass 1 (parallel) and global dedup (:func:`prepare_corpus`), then
-pass 2 (parallel; :func:`run_pass2`, one pool for every corpus given, so a worker builds the
-tokenizer once) and the token counts (:func:`finish_corpus`); the stage merges the parts.
+"""A corpus through the pipeline: pass 1 (parallel: parse, normalize, filter, hash, tokenize) and
+the global dedup (:func:`prepare_corpus`), then the datasets: the parts' kept documents merged in
+input order (:func:`write_corpus`).
 
 Work files live in ``<cache>/`` (keyed by a fingerprint of inputs + settings,
 so a changed config never reuses stale shards)::
 
-    shards/<chunk>/   pass 1 output (see shards.py)
-    parts/<chunk>_*   pass 2 output: Megatron parts + validation jsonl per chunk
+    shards/<chunk>/   pass 1 output (see shards.py): hashes, a Megatron part, held-out jsonl
 
-Both passes skip chunks already finished, which is what makes an interrupted
-run resume. Parallelism: a process pool (``executor: local``) with a bounded
-number of chunks in flight (memory stays ~ workers x 2 x chunk_mb), or NeMo
-Curator on Dask for pass 1 (``executor: curator``, see curator.py).
+Pass 1 skips chunks already finished, which is what makes an interrupted run resume.
+Parallelism: a process pool (``executor: local``) with a bounded number of chunks in
+flight (memory stays ~ workers x 2 x chunk_mb), or NeMo Curator on Dask
+(``executor: curator``, see curator.py).
 """
 
 from __future__ import annotations
@@ -43,18 +42,17 @@ from jpqwen.data.shards import (
     load_arrays,
     load_summary,
     process_chunk,
+    shard_dir,
 )
 from jpqwen.data.sources import InputFile
 from jpqwen.data.tokenizer import tokenizer_json, warm_spec
 from jpqwen.data.writer import (
     FORK_SAFE_BACKENDS,
     SPLITS,
+    concat_selected_lines,
     get_tokenizer,
     indexed_dataset,
-    load_part_stats,
-    part_done,
-    part_prefix,
-    tokenize_shard,
+    merge_shards,
 )
 
 log = logging.getLogger("jpqwen.data")
@@ -62,14 +60,6 @@ log = logging.getLogger("jpqwen.data")
 
 def quiet() -> bool:
     return bool(os.environ.get("CI"))
-
-
-@dataclass
-class Pass2State:
-    keep: np.ndarray  # per candidate: kept after dedup
-    starts: np.ndarray  # first candidate index of each chunk
-    all_cand_chars: np.ndarray
-    tasks: list[tuple]  # tokenize_shard arguments of the chunks not finished yet
 
 
 @dataclass
@@ -92,7 +82,9 @@ class CorpusResult:
     incomplete: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     chunks: list[int] = field(default_factory=list)  # chunk indices in input order
-    _pass2: Pass2State | None = field(default=None, repr=False)  # between prepare_corpus and finish_corpus
+    keep: np.ndarray | None = field(default=None, repr=False)  # per candidate: kept after dedup
+    cand_split: np.ndarray | None = field(default=None, repr=False)  # per candidate: 0 train, 1 validation
+    cand_starts: np.ndarray | None = field(default=None, repr=False)  # first candidate index of each chunk
 
     def check_accounting(self) -> None:
         counted = (
@@ -110,18 +102,43 @@ class CorpusResult:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_pass1(profile: Profile, shards: Path) -> None:
-    _WORKER["profile"] = profile
-    _WORKER["shards"] = shards
-    _WORKER["hasher"] = MinHasher(profile.near_dedup) if profile.near_dedup.enabled else None
+def _init_worker(tokenizer_dir: str, backend: str) -> None:
+    _WORKER["tok"] = get_tokenizer(tokenizer_dir, backend)  # (after the fork: see get_tokenizer)
+    _WORKER["hashers"] = {}
+    gc.freeze()  # the tokenizer is permanent too
 
 
-def _pass1_task(chunk: Chunk) -> dict:
-    return process_chunk(chunk, _WORKER["profile"], _WORKER["shards"], _WORKER["hasher"])
+def _pass1_task(args: tuple[Chunk, Profile, Path]) -> dict:
+    chunk, profile, shards = args
+    hashers = _WORKER["hashers"]
+    if profile.name not in hashers:
+        hashers[profile.name] = MinHasher(profile.near_dedup) if profile.near_dedup.enabled else None
+    return process_chunk(chunk, profile, shards, hashers[profile.name], _WORKER["tok"])
 
 
-def _pass2_task(args: tuple) -> dict:
-    return tokenize_shard(*args)
+@dataclass
+class Pass1Workers:
+    """The worker processes of pass 1, shared by both corpora (each builds the tokenizer once), started
+    on first use: after this process has loaded what they inherit through the fork."""
+
+    count: int
+    tokenizer_dir: str
+    tokenizer_backend: str
+    _pool: ProcessPoolExecutor | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._pool is not None
+
+    def pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = _pool(self.count, _init_worker, (self.tokenizer_dir, self.tokenizer_backend))
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
 
 
 def _pool(workers: int, initializer: Callable | None = None, initargs: tuple = ()) -> ProcessPoolExecutor:
@@ -160,12 +177,14 @@ class CorpusJob:
     def shards(self) -> Path:
         return self.cache / "shards"
 
-    @property
-    def parts(self) -> Path:
-        return self.cache / "parts"
+    def small(self) -> bool:
+        """At most one chunk of plain files: a pool of workers would only add its start-up."""
+        return all(not f.path.name.endswith(".gz") for f in self.files) and (
+            sum(f.path.stat().st_size for f in self.files) <= self.chunk_bytes
+        )
 
 
-def run_pass1(job: CorpusJob, result: CorpusResult) -> list[int]:
+def run_pass1(job: CorpusJob, result: CorpusResult, workers: Pass1Workers | None = None) -> list[int]:
     """Pass 1 over every chunk not finished yet; returns the chunk indices in input order."""
     t0 = time.time()
     report = ReadReport()
@@ -177,7 +196,7 @@ def run_pass1(job: CorpusJob, result: CorpusResult) -> list[int]:
     else:
         indices = []
         docs = 0
-        bar = tqdm(desc=f"{job.profile.name} read+filter", unit="B", unit_scale=True, disable=quiet())
+        bar = tqdm(desc=f"{job.profile.name} read+filter+tokenize", unit="B", unit_scale=True, disable=quiet())
         started = time.time()
 
         def todo() -> Iterator[Chunk]:
@@ -189,32 +208,40 @@ def run_pass1(job: CorpusJob, result: CorpusResult) -> list[int]:
                 yield chunk
 
         warm_up()  # compile the numba filter kernels once, before forking: workers inherit them
-        gc.freeze()  # the imported stack is permanent: cyclic GC passes then skip it (~13 % of pass 1)
-        if job.workers <= 1:
-            _init_pass1(job.profile, job.shards)
-            results: Iterable[dict] = (_pass1_task(c) for c in todo())
-            pool = None
+        # megatron-core (the parts' writer) too, and the tokenizer where a fork may share it; fastokens
+        # (a Rust thread pool) is built in each worker after the fork, or here when this process works
+        logging.getLogger(indexed_dataset().__name__).setLevel(logging.WARNING)  # it logs every part it opens
+        # no pool for one worker, nor to start one for a single chunk
+        in_process = job.workers <= 1 or workers is None or (not workers.started and job.small())
+        if not in_process and job.tokenizer_backend not in FORK_SAFE_BACKENDS:
+            if job.tokenizer_backend != "fastokens":  # (fastokens reads tokenizer.json in Rust)
+                warm_spec(tokenizer_json(job.tokenizer_dir))  # tokenizer.json parsed once, inherited
         else:
-            pool = _pool(job.workers, _init_pass1, (job.profile, job.shards))
-            results = bounded_map(pool, _pass1_task, todo(), in_flight=2 * job.workers)
+            get_tokenizer(job.tokenizer_dir, job.tokenizer_backend)
+        gc.freeze()  # the imported stack is permanent: cyclic GC passes then skip it (~13 % of pass 1)
+        tasks = ((chunk, job.profile, job.shards) for chunk in todo())
+        if in_process:
+            _init_worker(job.tokenizer_dir, job.tokenizer_backend)
+            results: Iterable[dict] = (_pass1_task(t) for t in tasks)
+        else:
+            assert workers is not None
+            results = bounded_map(workers.pool(), _pass1_task, tasks, in_flight=2 * job.workers)
         try:
             for summary in results:
                 docs += summary["documents"]
                 bar.update(summary["bytes"])
                 bar.set_postfix(docs=docs, docs_per_s=f"{docs / max(time.time() - started, 1e-9):.0f}")
         finally:
-            if pool is not None:
-                pool.shutdown(cancel_futures=True)
             bar.close()
     result.incomplete = report.incomplete
-    result.seconds["read_filter"] = round(time.time() - t0, 3)
+    result.seconds["read_filter_tokenize"] = round(time.time() - t0, 3)
     return indices
 
 
-def prepare_corpus(job: CorpusJob) -> CorpusResult:
-    """Pass 1 and the global dedup of one corpus; its pass-2 tasks wait in ``result._pass2``."""
+def prepare_corpus(job: CorpusJob, workers: Pass1Workers | None = None) -> CorpusResult:
+    """Pass 1 and the global dedup of one corpus: what each split keeps (``result.keep``/``cand_split``)."""
     result = CorpusResult(profile=job.profile.name)
-    indices = run_pass1(job, result)
+    indices = run_pass1(job, result, workers)
     result.chunks = indices
     if result.incomplete:
         return result  # the caller fails the stage, naming the files
@@ -224,6 +251,7 @@ def prepare_corpus(job: CorpusJob) -> CorpusResult:
     reasons = job.profile.reasons
     rejected: Counter[str] = Counter()
     hashes, bands, cand_line_arrays, cand_files, chars_before, cand_chars = [], [], [], [], [], []
+    cand_tokens, cand_split = [], []
     cand_count = []
     for index in indices:
         arrays = load_arrays(job.shards, index)
@@ -247,6 +275,8 @@ def prepare_corpus(job: CorpusJob) -> CorpusResult:
         cand_chars.append(arrays["chars"][cand])
         hashes.append(arrays["cand_hash"])
         bands.append(arrays["cand_bands"])
+        cand_tokens.append(arrays["cand_tokens"])
+        cand_split.append(arrays["cand_split"])
         cand_count.append(int(np.count_nonzero(cand)))
     result.rejected_by_filter = {r: rejected[r] for r in reasons if rejected[r]}
     all_hashes = np.concatenate(hashes) if hashes else np.zeros((0, 2), dtype=np.uint64)
@@ -276,105 +306,38 @@ def prepare_corpus(job: CorpusJob) -> CorpusResult:
     result.check_accounting()
     result.seconds["dedup"] = round(time.time() - t0, 3)
 
-    # pass 2 (run_pass2) and finish_corpus follow; the stage runs both corpora's pass 2 in one pool
     keep = decision == dedup.KEEP
-    result._pass2 = Pass2State(keep=keep, starts=starts, all_cand_chars=all_cand_chars, tasks=[])
-    for k, index in enumerate(indices):
-        if not part_done(job.parts, index):
-            result._pass2.tasks.append(
-                (
-                    job.shards,
-                    job.parts,
-                    index,
-                    keep[starts[k] : starts[k + 1]],
-                    job.tokenizer_dir,
-                    job.tokenizer_backend,
-                    "validation",
-                )
-            )
+    split = np.concatenate(cand_split) if cand_split else np.zeros(0, np.uint8)
+    tokens = np.concatenate(cand_tokens) if cand_tokens else np.zeros(0, np.int64)
+    for code, name in enumerate(SPLITS):
+        mask = keep & (split == code)
+        result.splits[name] = {
+            "documents": int(np.count_nonzero(mask)),
+            "tokens": int(tokens[mask].sum()),
+            "chars": int(all_cand_chars[mask].sum()),
+        }
+    result.keep, result.cand_split, result.cand_starts = keep, split, starts
     return result
 
 
-def run_pass2(jobs: list[tuple[CorpusJob, CorpusResult]]) -> None:
-    """Tokenize + write the parts of every corpus given (skipping finished ones) in one go: one process
-    pool serves all of them (so each worker builds the tokenizer once), or this process when there is
-    no work for a pool (1 worker, or at most 1 task in all). Called after every pass-1 pool is done."""
-    if not jobs:
-        return
+def write_corpus(job: CorpusJob, result: CorpusResult, prefixes: dict[str, Path], heldout_jsonl: Path) -> None:
+    """The kept documents of each split in ``prefixes`` (Megatron datasets: the parts' tokens, in input
+    order) and the held-out (validation) documents as jsonl."""
     t0 = time.time()
-    first = jobs[0][0]
-    tasks = [(job, res, t) for job, res in jobs for t in res._pass2.tasks]
-    workers = min(job.workers for job, _ in jobs)
-    # load megatron-core here, once: forked workers inherit it (~6 s each otherwise). The tokenizer too
-    # where that is fork-safe; fastokens (a Rust thread pool) is built in each worker after the fork,
-    # or here when this process encodes itself (no fork follows: pass 1 is done)
-    _indexed = indexed_dataset()
-    logging.getLogger(_indexed.__name__).setLevel(logging.WARNING)  # it logs every part it opens
-    in_process = workers <= 1 or len(tasks) <= 1
-    if tasks:
-        if in_process or first.tokenizer_backend in FORK_SAFE_BACKENDS:
-            get_tokenizer(first.tokenizer_dir, first.tokenizer_backend)
-        elif first.tokenizer_backend != "fastokens":  # (fastokens reads tokenizer.json in Rust)
-            warm_spec(tokenizer_json(first.tokenizer_dir))  # tokenizer.json parsed once, inherited by the workers
-    gc.freeze()  # as in pass 1: collections then skip megatron-core, torch and the tokenizer
-    load_s = round(time.time() - t0, 3)
-    t0 = time.time()
-    bars = {}
-    for job, res in jobs:
-        bar = bars[id(res)] = tqdm(total=res.kept, desc=f"{job.profile.name} tokenize", unit="doc", disable=quiet())
-        bar.update(res.kept - sum(int(t[3].sum()) for t in res._pass2.tasks))
-    owners = [res for _, res, _ in tasks]
-    if in_process:
-        for res, (_, _, t) in zip(owners, tasks, strict=True):
-            stats = _pass2_task(t)
-            bars[id(res)].update(sum(s["documents"] for s in stats["splits"].values()))
-    elif tasks:
-        with _pool(workers) as pool:
-            # bounded_map yields in completion order; tag each task with its corpus
-            tagged = [(k, t) for k, (_, _, t) in enumerate(tasks)]
-            for k, stats in bounded_map(pool, _pass2_tagged, tagged, in_flight=2 * workers):
-                bars[id(owners[k])].update(sum(s["documents"] for s in stats["splits"].values()))
-    for bar in bars.values():
+    keep, split, starts = result.keep, result.cand_split, result.cand_starts
+    assert keep is not None and split is not None and starts is not None
+    spans = [slice(int(starts[k]), int(starts[k + 1])) for k in range(len(result.chunks))]
+    parts = [shard_dir(job.shards, index) / "tokens" for index in result.chunks]
+    for s, name in enumerate(SPLITS):
+        if name not in prefixes:
+            continue
+        want = result.splits[name]
+        bar = tqdm(total=want["documents"], desc=f"{job.profile.name} write {name}", unit="doc", disable=quiet())
+        got = merge_shards(parts, [keep[sp] & (split[sp] == s) for sp in spans], prefixes[name], bar.update)
         bar.close()
-    spent = round(time.time() - t0, 3)
-    for _, res in jobs:
-        res.seconds["load_tokenizer_and_megatron"] = load_s
-        res.seconds["tokenize"] = spent  # all corpora's pass 2 together (one pool)
-
-
-def _pass2_tagged(item: tuple[int, tuple]) -> tuple[int, dict]:
-    return item[0], tokenize_shard(*item[1])
-
-
-def finish_corpus(job: CorpusJob, result: CorpusResult) -> CorpusResult:
-    """Gather the parts' token counts; documents the tokenizer failed on: kept -> quarantined."""
-    state = result._pass2
-    keep, starts = state.keep, state.starts
-    totals = {name: {"documents": 0, "tokens": 0, "chars": 0} for name in SPLITS}
-    failed = []
-    for k, index in enumerate(result.chunks):
-        part = load_part_stats(job.parts, index)
-        for name, st in part["splits"].items():
-            for key in st:
-                totals[name][key] += st[key]
-        # documents the tokenizer failed on: kept -> quarantined (each still counted once)
-        result.quarantine.extend(part["quarantine"])
-        failed += [starts[k] + i for i in part["failed"]]
-    if failed:
-        result.kept -= len(failed)
-        result.quarantined += len(failed)
-        keep[failed] = False
-        result.chars_after = state.all_cand_chars[keep]
-        log.warning(
-            "%s: the tokenizer failed on %d document(s); quarantined (see quarantine.jsonl)",
-            job.profile.name,
-            len(failed),
-        )
-        result.check_accounting()
-    result.splits = totals
-    result._pass2 = None
-    return result
-
-
-def part_list(job: CorpusJob, indices: list[int], split: str) -> list[Path]:
-    return [part_prefix(job.parts, i, split) for i in indices]
+        if got["documents"] != want["documents"] or got["tokens"] != want["tokens"]:  # an internal invariant
+            raise RuntimeError(f"{job.profile.name} {name}: wrote {got}, the shards say {want}")
+    heldout = [shard_dir(job.shards, index) / "heldout.jsonl" for index in result.chunks]
+    # heldout.jsonl holds the validation candidates of its shard, one line each: keep the kept ones
+    concat_selected_lines(heldout, [keep[sp][split[sp] == 1] for sp in spans], heldout_jsonl)
+    result.seconds["write"] = round(time.time() - t0, 3)

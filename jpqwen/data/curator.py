@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from jpqwen.data.reader import Chunk, ReadReport, iter_chunks
 from jpqwen.data.shards import ChunkInfo, MinHasher, ParsedLine, Profile, is_done, parse_chunk, write_shard
+from jpqwen.data.writer import get_tokenizer
 
 log = logging.getLogger("jpqwen.data")
 
@@ -54,7 +55,9 @@ def _chunk_frame(chunk: Chunk) -> pd.DataFrame:
     return frame
 
 
-def _write_partition(frame: pd.DataFrame, info: ChunkInfo, blank: int, profile: Profile, root: str) -> pd.DataFrame:
+def _write_partition(
+    frame: pd.DataFrame, info: ChunkInfo, blank: int, profile: Profile, root: str, tokenizer: tuple[str, str]
+) -> pd.DataFrame:
     """Scores -> first failing filter -> shard on disk (runs on a Dask worker)."""
     import json
 
@@ -77,7 +80,8 @@ def _write_partition(frame: pd.DataFrame, info: ChunkInfo, blank: int, profile: 
                     break
         failures.append(failure)
     hasher = MinHasher(profile.near_dedup) if profile.near_dedup.enabled else None
-    summary = write_shard(info, parsed, texts, failures, blank, profile, Path(root), hasher)
+    tok = get_tokenizer(*tokenizer)  # one per worker process (see get_tokenizer)
+    summary = write_shard(info, parsed, texts, failures, blank, profile, Path(root), hasher, tok)
     return pd.DataFrame({"chunk": [info.index], "documents": [summary["documents"]], "bytes": [info.nbytes]})
 
 
@@ -147,6 +151,7 @@ def run_pass1_curator(job, report: ReadReport) -> list[int]:
                         blanks[c.index] - _non_blank(c),
                         profile,
                         str(job.shards),
+                        (job.tokenizer_dir, job.tokenizer_backend),
                     )
                     for part, c in zip(dataset.df.to_delayed(), todo, strict=True)
                 ]

@@ -1,18 +1,24 @@
-"""Pass 1, one chunk at a time (in a worker): parse -> normalize -> filter -> hash.
+"""Pass 1, one chunk at a time (in a worker): parse -> normalize -> filter -> hash -> tokenize.
 
 Each chunk becomes a shard directory, written atomically (tmp dir + rename), so
 an interrupted run resumes from the shards already finished::
 
     shards/000123/
-      arrays.npz    per document: line, status, chars; per candidate: exact hash,
-                    LSH band hashes, split, text offsets
-      texts.bin     normalized UTF-8 text of the candidates (documents that passed the filters)
-      summary.json  counts, quarantined lines (file + line + reason), filter examples,
-                    metadata of validation documents
+      arrays.npz      per document: line, status, chars; per candidate: exact hash,
+                      LSH band hashes, split, tokens (EOD included)
+      tokens.bin/.idx the candidates (documents that passed the filters) tokenized, one
+                      Megatron document each, in order (megatron-core's IndexedDatasetBuilder)
+      heldout.jsonl   text + metadata of the candidates of the held-out split, one line each
+      summary.json    counts, quarantined lines (file + line + reason), filter examples
 
-``status``: 0 = candidate, k >= 1 = rejected by filter k-1, -1 = quarantined.
-Only candidates' hashes travel to the global dedup step: 16 bytes (exact) +
-8 bytes per LSH band per document.
+``status``: 0 = candidate, k >= 1 = rejected by filter k-1, -1 = quarantined (a malformed line,
+or a document the tokenizer failed on). Only candidates' hashes travel to the global dedup step:
+16 bytes (exact) + 8 bytes per LSH band per document; the stage then copies the tokens of the
+documents dedup keeps into the final datasets (``writer.merge_shards``).
+
+Candidates are tokenized here, before the global dedup, rather than in a second pass over their
+text after it: that pass cost more (writing, reading and decoding the text again, ~3 ms per MB)
+than tokenizing the few documents dedup then drops (their share of the tokenizer's time).
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from jpqwen.data.config import NearDedupConfig, NormalizeConfig
 from jpqwen.data.filters import JapaneseFilter, first_failures, stats_of
 from jpqwen.data.normalize import normalize_text
 from jpqwen.data.reader import Chunk
+from jpqwen.data.tokenizer import QwenTokenizer
+from jpqwen.data.writer import append_documents, encode_all, indexed_dataset
 
 try:  # orjson parses ~3x faster; json is the fallback with the same results
     import orjson
@@ -186,8 +194,8 @@ def parse_chunk(chunk: Chunk) -> tuple[list[ParsedLine], int]:
     return out, blank
 
 
-def process_chunk(chunk: Chunk, profile: Profile, root: Path, hasher: MinHasher | None) -> dict:
-    """Parse, normalize, filter and hash one chunk; write its shard; return its summary."""
+def process_chunk(chunk: Chunk, profile: Profile, root: Path, hasher: MinHasher | None, tok: QwenTokenizer) -> dict:
+    """Parse, normalize, filter, hash and tokenize one chunk; write its shard; return its summary."""
     parsed, blank = parse_chunk(chunk)
     texts: list[str] = []
     ok_texts: list[str] = []
@@ -208,7 +216,13 @@ def process_chunk(chunk: Chunk, profile: Profile, root: Path, hasher: MinHasher 
     if grams is not None and gram_offsets is not None:
         cand = np.array([f is None for f in ok_failures], dtype=bool)
         packed = (grams, np.append(gram_offsets[:-1][cand], gram_offsets[-1]))
-    return write_shard(ChunkInfo.of(chunk), parsed, texts, failures, blank, profile, root, hasher, packed=packed)
+    return write_shard(ChunkInfo.of(chunk), parsed, texts, failures, blank, profile, root, hasher, tok, packed=packed)
+
+
+def heldout_record(text: str, meta: dict) -> str:
+    """One line of validation.jsonl: the text, then the other fields of its input line (keys sorted,
+    nested ones too)."""
+    return json.dumps({"text": text, **json.loads(json.dumps(meta, sort_keys=True))}, ensure_ascii=False)
 
 
 def write_shard(
@@ -220,24 +234,33 @@ def write_shard(
     profile: Profile,
     root: Path,
     hasher: MinHasher | None,
+    tok: QwenTokenizer,
     packed: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict:
-    """Hash the candidates and write the shard of one chunk (shared by both executors).
-    ``packed``: the candidates' MinHash tokens (MinHasher.bands_many), when the caller has them already."""
+    """Hash and tokenize the candidates and write the shard of one chunk (shared by both executors).
+    ``packed``: the MinHash tokens of the documents that passed the filters (MinHasher.bands_many),
+    when the caller has them already. A document the tokenizer fails on is quarantined."""
+    passed = [
+        text
+        for p, text, failed in zip(parsed, normalized, failures, strict=True)
+        if p.reason is None and failed is None
+    ]
+    # tokenize first: fastokens keeps each text's UTF-8 in the str, so the encode below is a copy
+    pieces, passed_lengths, errors = encode_all(tok, passed)
+    encoded = iter(errors)
     lines_no: list[int] = []
     status: list[int] = []
     chars: list[int] = []
     cand_hash: list[bytes] = []
     cand_texts: list[str] = []
     cand_split: list[int] = []
-    offsets = [0]
-    blobs: list[bytes] = []  # the candidates' UTF-8, joined once (growing a bytearray copies it again and again)
+    tokenizer_failed = False
     quarantine: list[dict] = []
     examples: dict[str, list[dict]] = {}
-    validation_meta: dict[int, str] = {}
+    heldout: list[str] = []
     k = profile.examples_per_filter
 
-    for p, text, failed in zip(parsed, normalized, failures, strict=False):
+    for p, text, failed in zip(parsed, normalized, failures, strict=True):
         lines_no.append(p.line)
         if p.reason is not None:
             status.append(STATUS_QUARANTINED)
@@ -260,17 +283,22 @@ def write_shard(
                     }
                 )
             continue
+        error = next(encoded)
+        if error is not None:  # the tokenizer failed on it
+            status.append(STATUS_QUARANTINED)
+            quarantine.append({"file": chunk.path, "line": p.line, "reason": error, "excerpt": text[:80]})
+            tokenizer_failed = True
+            continue
         status.append(STATUS_CANDIDATE)
-        data = text.encode("utf-8")
-        h = exact_hash(data)
+        h = exact_hash(text.encode("utf-8"))
         cand_hash.append(h)
         cand_texts.append(text)
         is_val = chunk.validation or _validation_by_hash(h, profile.validation_fraction)
         cand_split.append(1 if is_val else 0)
-        if is_val:
-            validation_meta[len(cand_hash) - 1] = json.dumps(p.meta, ensure_ascii=False, sort_keys=True)
-        blobs.append(data)
-        offsets.append(offsets[-1] + len(data))
+        if is_val:  # the held-out documents, as jsonl for the evaluation stage
+            heldout.append(heldout_record(text, p.meta))
+    if tokenizer_failed:
+        packed = None  # (the packed n-grams include the documents quarantined since)
 
     n_bands = profile.near_dedup.bands if hasher is not None else 0
     summary = {
@@ -284,7 +312,6 @@ def write_shard(
         "candidates": len(cand_hash),
         "quarantine": quarantine,
         "examples": examples,
-        "validation_meta": {str(key): value for key, value in validation_meta.items()},
     }
     final = shard_dir(root, chunk.index)
     tmp = final.with_name(final.name + f".tmp{os.getpid()}")
@@ -292,6 +319,10 @@ def write_shard(
     tmp.mkdir(parents=True)
     hashes = np.frombuffer(b"".join(cand_hash), dtype=np.uint64).reshape(-1, 2)
     bands = hasher.bands_many(cand_texts, packed) if hasher is not None else np.zeros((0, n_bands), dtype=np.uint64)
+    lengths = passed_lengths[passed_lengths > 0]  # the candidates' (the failed ones have none)
+    builder = indexed_dataset().IndexedDatasetBuilder(str(tmp / "tokens.bin"), dtype=np.int32)
+    append_documents(builder, pieces, lengths)
+    builder.finalize(str(tmp / "tokens.idx"))
     np.savez(
         tmp / "arrays.npz",
         line=np.asarray(lines_no, dtype=np.int64),
@@ -300,9 +331,9 @@ def write_shard(
         cand_hash=hashes,
         cand_bands=bands,
         cand_split=np.asarray(cand_split, dtype=np.uint8),
-        cand_offsets=np.asarray(offsets, dtype=np.int64),
+        cand_tokens=lengths,
     )
-    (tmp / "texts.bin").write_bytes(b"".join(blobs))
+    (tmp / "heldout.jsonl").write_text("".join(line + "\n" for line in heldout), encoding="utf-8")
     (tmp / "summary.json").write_text(json.dumps(summary, ensure_ascii=False), encoding="utf-8")
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
@@ -316,8 +347,3 @@ def load_summary(root: Path, index: int) -> dict:
 def load_arrays(root: Path, index: int) -> dict[str, np.ndarray]:
     with np.load(shard_dir(root, index) / "arrays.npz") as z:
         return {key: z[key] for key in z.files}
-
-
-def candidate_texts(root: Path, index: int, offsets: np.ndarray) -> list[str]:
-    blob = (shard_dir(root, index) / "texts.bin").read_bytes()
-    return [blob[a:b].decode("utf-8") for a, b in zip(offsets[:-1], offsets[1:], strict=False)]

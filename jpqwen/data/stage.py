@@ -25,13 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from jpqwen.data.config import DataConfig, data_config, usable_cores
-from jpqwen.data.corpus import CorpusJob, finish_corpus, part_list, prepare_corpus, run_pass2
+from jpqwen.data.corpus import CorpusJob, Pass1Workers, prepare_corpus, write_corpus
 from jpqwen.data.filters import DocLengthFilter, build_filters
 from jpqwen.data.report import corpus_card, write_card
 from jpqwen.data.shards import EXACT_HASH, Profile
 from jpqwen.data.sources import english_files, resolve_source
 from jpqwen.data.tokenizer import IDENTITY_VERSION, tokenizer_identity, tokenizer_json
-from jpqwen.data.writer import concat_files, merge_parts
 from jpqwen.errors import InputError, OfflineError
 from jpqwen.io import read_json, write_text_atomic
 from jpqwen.paths import WorkDir
@@ -215,33 +214,28 @@ def run(args: argparse.Namespace, cfg: dict, work: WorkDir) -> int:
         dc.executor,
     )
 
-    # pass 1 + dedup of both corpora first, then one pass 2 for both: one pool (each worker builds the
-    # tokenizer once) or, with nothing to spread, this process, after every fork is done
-    ja = prepare_corpus(jobs["ja"])
-    if ja.incomplete:
-        listing = "\n".join(f"  {path}: {why}" for path, why in ja.incomplete.items())
-        raise InputError(
-            f"{len(ja.incomplete)} input file(s) are incomplete (corrupt or truncated gzip); no dataset written:\n{listing}",
-            hint="download them again (delete the file; `make data` fetches it) or fix the copy; finished chunks are kept",
-        )
-    en = prepare_corpus(jobs["en"]) if en_files else None
+    # pass 1 (tokenizing included) + dedup of each corpus, then its datasets from what dedup keeps
+    pool = Pass1Workers(workers, str(tok_dir), dc.tokenizer_backend)  # one pool for both corpora
+    try:
+        ja = prepare_corpus(jobs["ja"], pool)
+        if ja.incomplete:
+            listing = "\n".join(f"  {path}: {why}" for path, why in ja.incomplete.items())
+            raise InputError(
+                f"{len(ja.incomplete)} input file(s) are incomplete (corrupt or truncated gzip); no dataset written:\n{listing}",
+                hint="download them again (delete the file; `make data` fetches it) or fix the copy; finished chunks are kept",
+            )
+        en = prepare_corpus(jobs["en"], pool) if en_files else None
+    finally:
+        pool.close()
     if en is not None and en.incomplete:
         raise InputError(f"English input incomplete: {en.incomplete}")
-    run_pass2([(jobs["ja"], ja)] + ([(jobs["en"], en)] if en is not None else []))
-    finish_corpus(jobs["ja"], ja)
-    if en is not None:
-        finish_corpus(jobs["en"], en)
 
     t0 = time.time()
     work.data.mkdir(parents=True, exist_ok=True)
-    merge_parts(part_list(jobs["ja"], ja.chunks, "train"), Path(outputs["train_prefix"]))
-    merge_parts(part_list(jobs["ja"], ja.chunks, "validation"), Path(outputs["validation_prefix"]))
-    concat_files([jobs["ja"].parts / f"{i:06d}_validation.jsonl" for i in ja.chunks], Path(outputs["validation_jsonl"]))
+    ja_prefixes = {"train": Path(outputs["train_prefix"]), "validation": Path(outputs["validation_prefix"])}
+    write_corpus(jobs["ja"], ja, ja_prefixes, Path(outputs["validation_jsonl"]))
     if en is not None:
-        merge_parts(part_list(jobs["en"], en.chunks, "train"), Path(outputs["en_replay_prefix"]))
-        concat_files(
-            [jobs["en"].parts / f"{i:06d}_validation.jsonl" for i in en.chunks], Path(outputs["en_validation_jsonl"])
-        )
+        write_corpus(jobs["en"], en, {"train": Path(outputs["en_replay_prefix"])}, Path(outputs["en_validation_jsonl"]))
     write_text_atomic(
         outputs["quarantine_jsonl"],
         "".join(json.dumps(q, ensure_ascii=False) + "\n" for q in ja.quarantine + (en.quarantine if en else [])),

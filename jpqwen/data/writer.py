@@ -1,25 +1,22 @@
-"""Pass 2: tokenize the kept documents of each shard into Megatron parts, then merge.
+"""Tokens in and out of Megatron indexed datasets (megatron-core's ``IndexedDatasetBuilder``).
 
-Workers write one part per (shard, split) with megatron-core's
-``IndexedDatasetBuilder`` (one document = its tokens + ``<|endoftext|>``, one
-sequence per document, int32 ids since the vocabulary exceeds 65,500). A document
-the tokenizer fails on (an exception, or a Rust panic, which is a BaseException) is
-quarantined with the reason and its file:line instead of stopping the run. The main
-process merges the parts in shard order with ``add_index``, so the result is
-byte-identical whatever the number of workers. Part files are kept until the
-stage finishes so an interrupted run resumes.
+Pass 1's workers tokenize the candidates of each chunk into a part (``shards.write_shard``:
+one document = its tokens + ``<|endoftext|>``, one sequence per document, int32 ids since the
+vocabulary exceeds 65,500). A document the tokenizer fails on (an exception, or a Rust panic,
+which is a BaseException) is quarantined with the reason and its file:line instead of stopping
+the run. After the global dedup, the main process merges the parts in input order, copying the
+documents each split keeps (:func:`merge_shards`), so the result is byte-identical whatever
+the number of workers. Parts are kept until the stage finishes so an interrupted run resumes.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
 from jpqwen.data.imports import import_module
-from jpqwen.data.shards import STATUS_CANDIDATE, candidate_texts, load_arrays, load_summary
 from jpqwen.data.tokenizer import QwenTokenizer
 
 SPLITS = ("train", "validation")
@@ -46,120 +43,111 @@ def get_tokenizer(tokenizer_dir: str, backend: str) -> QwenTokenizer:
     return tok
 
 
-def encode_all(tok: QwenTokenizer, texts: list[str]) -> list[np.ndarray | str]:
-    """Each text's ids + EOD (int32), or why the tokenizer failed on it. One batch call first;
-    if anything in it fails, one call per text, so only the failing documents are lost."""
+def encode_all(tok: QwenTokenizer, texts: list[str]) -> tuple[list[np.ndarray], np.ndarray, list[str | None]]:
+    """The texts' ids + EOD (int32), back to back in ``pieces``; each text's length (0 for one the
+    tokenizer failed on) and why it failed (None when it did not). One batch call first; if
+    anything in it fails, one call per text, so only the failing documents are lost."""
     try:
-        return list(tok.encode_documents(texts))
+        flat, lengths = tok.encode_documents_flat(texts)
+        return [flat], lengths, [None] * len(texts)
     except _PASS_THROUGH:
         raise
     except BaseException:  # noqa: B036 - pyo3's PanicException derives from BaseException only
         pass
-    out: list[np.ndarray | str] = []
-    for text in texts:
+    pieces: list[np.ndarray] = []
+    lengths = np.zeros(len(texts), dtype=np.int64)
+    errors: list[str | None] = []
+    for i, text in enumerate(texts):
         try:
-            out.append(tok.encode_document_array(text))
+            ids = tok.encode_document_array(text)
         except _PASS_THROUGH:
             raise
         except BaseException as exc:  # noqa: B036
             message = " ".join(str(exc).split())[:200]
-            out.append(f"tokenizer ({tok.backend}) failed: {type(exc).__name__}: {message}")
-    return out
-
-
-def part_prefix(parts: Path, index: int, split: str) -> Path:
-    return parts / f"{index:06d}_{split}"
-
-
-def part_done(parts: Path, index: int) -> bool:
-    return (parts / f"{index:06d}.json").is_file()
-
-
-def tokenize_shard(
-    shards: Path, parts: Path, index: int, keep: np.ndarray, tokenizer_dir: str, backend: str, jsonl_split: str
-) -> dict:
-    """Tokenize the kept candidates of shard ``index``; write its parts; return token counts and
-    the documents the tokenizer failed on (``quarantine``: file, line, reason; ``failed``: their
-    candidate indices in the shard)."""
-    IndexedDatasetBuilder = indexed_dataset().IndexedDatasetBuilder
-
-    tok = get_tokenizer(tokenizer_dir, backend)
-    arrays = load_arrays(shards, index)
-    summary = load_summary(shards, index)
-    split_of = arrays["cand_split"]
-    cand_lines = arrays["line"][arrays["status"] == STATUS_CANDIDATE]
-    texts = candidate_texts(shards, index, arrays["cand_offsets"])
-    parts.mkdir(parents=True, exist_ok=True)
-    builders = {}
-    tmp_names = {}
-    for s, name in enumerate(SPLITS):
-        prefix = part_prefix(parts, index, name)
-        tmp_names[s] = (Path(f"{prefix}.bin.tmp"), Path(f"{prefix}.idx.tmp"), prefix)
-        builders[s] = IndexedDatasetBuilder(str(tmp_names[s][0]), dtype=np.int32)
-    stats = {name: {"documents": 0, "tokens": 0, "chars": 0} for name in SPLITS}
-    quarantine: list[dict] = []
-    failed: list[int] = []
-    jsonl_lines: list[str] = []
-    want_jsonl = SPLITS.index(jsonl_split)
-    kept = [i for i in range(len(texts)) if keep[i]]
-    for i, ids in zip(kept, encode_all(tok, [texts[i] for i in kept]), strict=True):
-        text = texts[i]
-        if isinstance(ids, str):
-            quarantine.append(
-                {"file": summary["file"], "line": int(cand_lines[i]), "reason": ids, "excerpt": text[:80]}
-            )
-            failed.append(i)
+            errors.append(f"tokenizer ({tok.backend}) failed: {type(exc).__name__}: {message}")
             continue
-        s = int(split_of[i])
-        builders[s].add_document(ids, [ids.size])
-        st = stats[SPLITS[s]]
-        st["documents"] += 1
-        st["tokens"] += int(ids.size)
-        st["chars"] += len(text)
-        if s == want_jsonl:
-            meta = summary["validation_meta"].get(str(i)) if s == 1 else None
-            record = {"text": text, **(json.loads(meta) if meta else {})}
-            jsonl_lines.append(json.dumps(record, ensure_ascii=False))
-    for s, builder in builders.items():
-        bin_tmp, idx_tmp, prefix = tmp_names[s]
-        builder.finalize(str(idx_tmp))
-        os.replace(bin_tmp, f"{prefix}.bin")
-        os.replace(idx_tmp, f"{prefix}.idx")
-    jsonl_path = parts / f"{index:06d}_{jsonl_split}.jsonl"
-    jsonl_path.write_text("".join(line + "\n" for line in jsonl_lines), encoding="utf-8")
-    done = parts / f"{index:06d}.json"
-    result = {"splits": stats, "quarantine": quarantine, "failed": failed}
-    done.write_text(json.dumps(result), encoding="utf-8")
-    return result
+        pieces.append(ids)
+        lengths[i] = ids.size
+        errors.append(None)
+    return pieces, lengths, errors
 
 
-def load_part_stats(parts: Path, index: int) -> dict:
-    """What tokenize_shard returned for shard ``index``: {"splits", "quarantine", "failed"}."""
-    return json.loads((parts / f"{index:06d}.json").read_text(encoding="utf-8"))
+def append_documents(builder, pieces: list[np.ndarray], lengths: np.ndarray) -> None:
+    """``builder.add_document(doc, [len(doc)])`` for each document in turn, without a Python call
+    and two copies per document: the same ``.bin`` bytes and the same index lists (tests compare
+    both ways' files byte for byte). ``pieces``: the documents' tokens back to back, cut anywhere
+    (one array for all, one per run of documents, or one per document)."""
+    total = 0
+    for piece in pieces:
+        data = np.ascontiguousarray(piece, dtype=builder.dtype)
+        builder.data_file.write(memoryview(data).cast("B"))
+        total += data.size
+    if int(lengths.sum()) != total:
+        raise ValueError(f"{total} tokens given for documents of {int(lengths.sum())} in all")
+    first = len(builder.sequence_lengths)
+    builder.sequence_lengths.extend(lengths.tolist())
+    builder.document_indices.extend(range(first + 1, first + 1 + lengths.size))
 
 
-def merge_parts(prefixes: list[Path], final_prefix: Path) -> Path:
-    """Concatenate parts (in the given order) into ``final_prefix``.{bin,idx}, atomically."""
-    IndexedDatasetBuilder = indexed_dataset().IndexedDatasetBuilder
-
+def merge_shards(
+    prefixes: list[Path], selections: list[np.ndarray], final_prefix: Path, progress=None
+) -> dict[str, int]:
+    """The documents ``selections[k]`` (a boolean mask, or indices) of part ``prefixes[k]``, in
+    order, into ``final_prefix``.{bin,idx}, atomically. Returns its documents and tokens."""
+    mod = indexed_dataset()
     final_prefix.parent.mkdir(parents=True, exist_ok=True)
     bin_tmp = Path(f"{final_prefix}.bin.tmp")
     idx_tmp = Path(f"{final_prefix}.idx.tmp")
-    builder = IndexedDatasetBuilder(str(bin_tmp), dtype=np.int32)
-    for prefix in prefixes:
-        builder.add_index(str(prefix))
+    builder = mod.IndexedDatasetBuilder(str(bin_tmp), dtype=np.int32)
+    documents = tokens = 0
+    for prefix, sel in zip(prefixes, selections, strict=True):
+        pick = np.flatnonzero(sel) if sel.dtype == bool else sel
+        if pick.size:
+            # megatron-core's reader, reading the .bin (one read per run of documents: cheaper than
+            # faulting in a memory mapping, then copying from it)
+            part = mod.IndexedDataset(str(prefix), mmap=False)
+            lengths = part.sequence_lengths.astype(np.int64)
+            pointers = part.index.sequence_pointers
+            read = part.bin_reader.read
+            docs = [
+                read(
+                    dtype=np.int32,
+                    count=int(pointers[b - 1] // 4 + lengths[b - 1] - pointers[a] // 4),
+                    offset=int(pointers[a]),
+                )
+                for a, b in _runs(pick)
+            ]
+            append_documents(builder, docs, lengths[pick])
+            documents += int(pick.size)
+            tokens += int(lengths[pick].sum())
+            del part, docs, read
+        if progress is not None:
+            progress(int(pick.size))
     builder.finalize(str(idx_tmp))
     os.replace(bin_tmp, f"{final_prefix}.bin")
     os.replace(idx_tmp, f"{final_prefix}.idx")
-    return final_prefix
+    return {"documents": documents, "tokens": tokens}
 
 
-def concat_files(paths: list[Path], dest: Path) -> Path:
+def _runs(pick: np.ndarray) -> list[tuple[int, int]]:
+    """Sorted indices as [a, b) runs of consecutive ones."""
+    breaks = np.flatnonzero(np.diff(pick) != 1) + 1
+    firsts = np.concatenate(([0], breaks))
+    lasts = np.concatenate((breaks, [pick.size]))
+    return [(int(pick[f]), int(pick[t - 1]) + 1) for f, t in zip(firsts, lasts, strict=True)]
+
+
+def concat_selected_lines(paths: list[Path], selections: list[np.ndarray], dest: Path) -> Path:
+    """The lines ``selections[k]`` (boolean masks over each file's lines) of ``paths``, in order, into
+    ``dest``, atomically."""
     tmp = dest.with_name(dest.name + ".tmp")
     with open(tmp, "wb") as out:
-        for p in paths:
-            with open(p, "rb") as f:
-                while block := f.read(1 << 20):
-                    out.write(block)
+        for path, sel in zip(paths, selections, strict=True):
+            if not sel.any():
+                continue
+            lines = path.read_bytes().splitlines(keepends=True)
+            if len(lines) != sel.size:
+                raise RuntimeError(f"{path}: {len(lines)} lines, expected {sel.size}")
+            out.writelines(line for line, keep in zip(lines, sel.tolist(), strict=True) if keep)
     os.replace(tmp, dest)
     return dest

@@ -64,7 +64,7 @@ def test_outputs_byte_identical_across_runs_and_worker_counts(corpus, tmp_path, 
 
 
 def test_tokenizer_built_once_per_process_for_both_corpora(corpus, tmp_path, qwen_tokenizer_dir, monkeypatch):
-    """Pass 2 of the Japanese and the English corpus share one pool: each worker builds fastokens
+    """Pass 1 of the Japanese and the English corpus share one pool: each worker builds fastokens
     once (never the parent, whose tokenizer a fork cannot carry); with 1 worker the main process
     builds it once for both. The real tokenizer, only its construction recorded (pid per build)."""
     import os

@@ -135,3 +135,43 @@ def test_nemo_pretraining_data_module_builds_from_our_prefixes(sample_run, nemo_
     assert len(dm._train_ds) >= 6 and len(dm._validation_ds) >= 2
     sample = dm._train_ds[0]
     assert sample["tokens"].shape == (64,)
+
+
+def test_bulk_append_and_merge_write_what_add_document_writes(tmp_path):
+    """writer.append_documents (one write for many documents) and merge_shards (the kept documents
+    of each part, read back by runs) give the same .bin/.idx bytes as megatron-core's own
+    add_document, one document at a time, on the documents they select."""
+    from jpqwen.data.writer import append_documents, indexed_dataset, merge_shards
+
+    builder_cls = indexed_dataset().IndexedDatasetBuilder
+    rng = np.random.default_rng(0)
+    parts = [[rng.integers(0, 151_000, size=rng.integers(1, 50), dtype=np.int32) for _ in range(n)] for n in (7, 0, 12)]
+    prefixes = []
+    for k, docs in enumerate(parts):
+        prefix = tmp_path / f"part{k}"
+        ours, ref = builder_cls(f"{prefix}.bin", dtype=np.int32), builder_cls(f"{prefix}_ref.bin", dtype=np.int32)
+        lengths = np.array([d.size for d in docs], dtype=np.int64)
+        cut = [np.concatenate(docs)[:5], np.concatenate(docs)[5:]] if docs else []  # pieces cut mid-document
+        append_documents(ours, cut, lengths)
+        for d in docs:
+            ref.add_document(d, [d.size])
+        ours.finalize(f"{prefix}.idx")
+        ref.finalize(f"{prefix}_ref.idx")
+        for ext in ("bin", "idx"):
+            assert (tmp_path / f"part{k}.{ext}").read_bytes() == (tmp_path / f"part{k}_ref.{ext}").read_bytes()
+        prefixes.append(prefix)
+    with pytest.raises(ValueError, match="tokens given"):
+        append_documents(builder_cls(str(tmp_path / "bad.bin"), dtype=np.int32), [np.zeros(3, np.int32)], np.array([2]))
+
+    selections = [np.array([1, 1, 0, 1, 0, 0, 1], dtype=bool), np.zeros(0, dtype=bool), rng.random(12) < 0.5]
+    got = merge_shards(prefixes, selections, tmp_path / "merged")
+    ref = builder_cls(str(tmp_path / "merged_ref.bin"), dtype=np.int32)
+    picked = [d for docs, sel in zip(parts, selections, strict=True) for d, s in zip(docs, sel, strict=True) if s]
+    for d in picked:
+        ref.add_document(d, [d.size])
+    ref.finalize(str(tmp_path / "merged_ref.idx"))
+    for ext in ("bin", "idx"):
+        assert (tmp_path / f"merged.{ext}").read_bytes() == (tmp_path / f"merged_ref.{ext}").read_bytes()
+    assert got == {"documents": len(picked), "tokens": sum(d.size for d in picked)}
+    back = indexed_dataset().IndexedDataset(str(tmp_path / "merged"))
+    assert [back[i].tolist() for i in range(len(back))] == [d.tolist() for d in picked]

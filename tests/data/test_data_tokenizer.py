@@ -168,8 +168,9 @@ class _OrdinaryTiktoken:
     def encode_document_array(self, text: str) -> np.ndarray:
         return np.asarray(self.tok._enc.encode_ordinary(text) + [EOD], dtype=np.int32)
 
-    def encode_documents(self, texts: list[str]) -> list[np.ndarray]:
-        return [self.encode_document_array(t) for t in texts]
+    def encode_documents_flat(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        docs = [self.encode_document_array(t) for t in texts]
+        return np.concatenate(docs), np.array([d.size for d in docs])
 
 
 def test_a_tokenizer_panic_loses_only_that_document(tokenizers):
@@ -181,10 +182,15 @@ def test_a_tokenizer_panic_loses_only_that_document(tokenizers):
     with pytest.raises(BaseException) as info:  # noqa: B017
         tok.encode_document_array(" " * 1_000_000)
     assert not isinstance(info.value, Exception) and type(info.value).__name__ == "PanicException"
-    out = encode_all(tok, ["前", " " * 1_000_000, "後"])
-    assert out[0].tolist() == tokenizers["hf"].encode_document("前")
-    assert out[2].tolist() == tokenizers["hf"].encode_document("後")
-    assert isinstance(out[1], str) and "PanicException" in out[1] and "StackOverflow" in out[1]
+    pieces, lengths, errors = encode_all(tok, ["前", " " * 1_000_000, "後"])
+    want = [tokenizers["hf"].encode_document("前"), tokenizers["hf"].encode_document("後")]
+    assert np.concatenate(pieces).tolist() == want[0] + want[1]
+    assert lengths.tolist() == [len(want[0]), 0, len(want[1])]
+    assert errors[0] is None and errors[2] is None
+    assert "PanicException" in errors[1] and "StackOverflow" in errors[1]
+    # no failure: one batch call, the same ids back to back
+    pieces, lengths, errors = encode_all(tok, ["前", "後"])
+    assert len(pieces) == 1 and pieces[0].tolist() == want[0] + want[1] and errors == [None, None]
 
     class Interrupted(_OrdinaryTiktoken):
         def encode_document_array(self, text):
