@@ -523,8 +523,9 @@ def first_failures(
     urls = np.zeros(len(texts))
     if (kinds == UrlRatioFilter.kind).any():
         urls = np.array([url_ratio(t) for t in texts], dtype=np.float64)
+    room = np.empty(cp.size if minhash_n > 0 else 0, dtype=np.uint64)  # (numpy: see batch_rules)
     fail, score, grams, gram_off = kernels().batch_rules(
-        cp, offsets, _flags(), _scratch(), kinds, ns, lows, highs, urls, minhash_n
+        cp, offsets, _flags(), _scratch(), kinds, ns, lows, highs, urls, minhash_n, room
     )
     out: list[tuple[int, float] | None] = [
         None if i < 0 else (i, sc) for i, sc in zip(fail.tolist(), score.tolist(), strict=True)

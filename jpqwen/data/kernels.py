@@ -384,7 +384,17 @@ def warm_up(flags: np.ndarray) -> None:
     nan = np.full(1, np.nan)
     # (writable code points, as first_failures concatenates them: numba compiles per array mutability)
     batch_rules(
-        cp.copy(), np.array([0, cp.size]), flags, np.zeros(0x110000, dtype=np.uint32), one, one, nan, nan, nan, 5
+        cp.copy(),
+        np.array([0, cp.size]),
+        flags,
+        np.zeros(0x110000, dtype=np.uint32),
+        one,
+        one,
+        nan,
+        nan,
+        nan,
+        5,
+        np.empty(cp.size, dtype=np.uint64),
     )
 
 
@@ -414,16 +424,17 @@ def _fraction(part, whole):
 
 
 @numba.njit(cache=True, nogil=True)
-def batch_rules(cp, offsets, flags, scratch, kinds, ns, lows, highs, url_scores, minhash_n):
+def batch_rules(cp, offsets, flags, scratch, kinds, ns, lows, highs, url_scores, minhash_n, grams):
     """The rules (``kinds``/``ns``/``lows``/``highs``, NaN = no bound) in order on every text
     ``cp[offsets[d]:offsets[d + 1]]``: the first one each text fails and its score (-1: passes
     all), and the MinHash tokens (``minhash_n``-gram hashes; 0 = none) of the texts that pass,
-    packed, with their offsets. The same scores, bounds and decisions as the filters' ``quick`` /
-    ``score`` / ``keep_document`` one text at a time (tests compare them)."""
+    packed into ``grams`` (room for ``cp.size`` hashes), with their offsets. The same scores,
+    bounds and decisions as the filters' ``quick`` / ``score`` / ``keep_document`` one text at a
+    time (tests compare them). ``grams`` comes from numpy: a buffer this size allocated here
+    (numba's allocator, no transparent huge pages) cost ~1 ms per MB of text in page faults."""
     docs = offsets.size - 1
     fail = np.full(docs, -1, dtype=np.int64)
     score_out = np.zeros(docs, dtype=np.float64)
-    grams = np.empty(max(cp.size, 1), dtype=np.uint64)
     gram_off = np.zeros(docs + 1, dtype=np.int64)
     max_n = 1
     for r in range(kinds.size):
