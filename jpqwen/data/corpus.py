@@ -279,6 +279,11 @@ def prepare_corpus(job: CorpusJob, workers: Pass1Workers | None = None) -> Corpu
         cand_split.append(arrays["cand_split"])
         cand_count.append(int(np.count_nonzero(cand)))
     result.rejected_by_filter = {r: rejected[r] for r in reasons if rejected[r]}
+    failed = sum(1 for q in result.quarantine if q["reason"].startswith("tokenizer ("))
+    if failed:
+        log.warning(
+            "%s: the tokenizer failed on %d document(s); quarantined (see quarantine.jsonl)", job.profile.name, failed
+        )
     all_hashes = np.concatenate(hashes) if hashes else np.zeros((0, 2), dtype=np.uint64)
     all_bands = np.concatenate(bands) if bands and job.profile.near_dedup.enabled else None
     decision, keeper = dedup.resolve(all_hashes, all_bands)

@@ -190,7 +190,7 @@ def test_nothing_left_to_train_on_is_an_error_with_the_card(tmp_path, qwen_token
     assert not (tmp_path / "w" / "stamps" / "data.json").exists()
 
 
-def test_a_document_the_tokenizer_fails_on_is_quarantined_naming_file_and_line(tmp_path, qwen_tokenizer_dir):
+def test_a_document_the_tokenizer_fails_on_is_quarantined_naming_file_and_line(tmp_path, qwen_tokenizer_dir, caplog):
     """tiktoken's regex runs out of stack on ~1,000,000 spaces in a row (spaces kept: collapse_spaces off,
     filters off). The run goes on; that document is quarantined with its file:line, counted once, in a
     forked worker as in-process. fastokens (the default) encodes it."""
@@ -227,6 +227,7 @@ def test_a_document_the_tokenizer_fails_on_is_quarantined_naming_file_and_line(t
         q = quarantine[0]
         assert q["file"].endswith("part.jsonl") and q["line"] == 4
         assert "tokenizer (tiktoken) failed" in q["reason"] and "stack" in q["reason"]
+    assert "ja: the tokenizer failed on 1 document(s)" in caplog.text
     ja, quarantine = cards[("fastokens", 2)]
     assert ja["quarantined"] == 0 and quarantine == []
     assert ja["documents_kept"] == cards[("tiktoken", 2)][0]["documents_kept"] + 1
