@@ -74,3 +74,37 @@ def test_a_line_ending_exactly_at_the_chunk_size_closes_the_chunk(tmp_path, monk
     chunks = list(iter_chunks([InputFile(path, validation=False)], chunk_bytes, ReadReport()))
     assert [(c.first_line, c.data) for c in chunks] == _expected(lines, chunk_bytes)
     assert len(chunks[0].data) == (20 if chunk_bytes <= 20 else 30)
+
+
+def test_parse_chunk_counts_blank_lines_and_quarantines_the_rest_by_line():
+    """parse_chunk reads each line from a view of the chunk: blank means only bytes.strip()
+    whitespace; every other line is a document or quarantined, with its own line number."""
+    from jpqwen.data.reader import Chunk
+    from jpqwen.data.shards import parse_chunk
+
+    lines = [
+        b'{"text": "a", "id": 1}',
+        b"",
+        b"   ",
+        b"\t\r",
+        b'  {"text": "b"}',
+        b'{"text": 3}',
+        b"[1, 2]",
+        b'{"x": 1}',
+        b"{bad",
+        b'\xff\xfe{"text": "c"}',
+        b'{"text": "\\u3042"}',
+        b"\x0b\x0c",
+        b'\x0c{"text": "e"}',
+        b'{"text": "d"}\r',
+    ]
+    parsed, blank = parse_chunk(Chunk(0, 0, "f.jsonl", False, 10, b"\n".join(lines) + b"\n"))
+    assert blank == sum(1 for line in lines if not line.strip()) == 4
+    got = {p.line: (p.reason, p.text, p.meta) for p in parsed}
+    assert set(got) == {10 + i for i, line in enumerate(lines) if line.strip()}
+    assert got[10] == (None, "a", {"id": 1}) and got[14] == (None, "b", {}) and got[20] == (None, "あ", {})
+    assert got[23] == (None, "d", {})
+    assert got[15][0] == "'text' is int, not a string" and got[16][0] == "not a JSON object (got list)"
+    assert got[17][0] == "no 'text' field" and got[18][0].startswith("malformed JSON")
+    assert got[19][0] == "invalid UTF-8 at byte 0" and got[22][0].startswith("malformed JSON")
+    assert [p.excerpt for p in parsed if p.line == 18] == ["{bad"]
