@@ -92,8 +92,8 @@ def append_documents(builder, pieces: list[np.ndarray], lengths: np.ndarray) -> 
 def merge_shards(
     prefixes: list[Path], selections: list[np.ndarray], final_prefix: Path, progress=None
 ) -> dict[str, int]:
-    """The documents ``selections[k]`` (a boolean mask, or indices) of part ``prefixes[k]``, in
-    order, into ``final_prefix``.{bin,idx}, atomically. Returns its documents and tokens."""
+    """The documents ``selections[k]`` (a boolean mask over its documents) of part ``prefixes[k]``,
+    in order, into ``final_prefix``.{bin,idx}, atomically. Returns its documents and tokens."""
     mod = indexed_dataset()
     final_prefix.parent.mkdir(parents=True, exist_ok=True)
     bin_tmp = Path(f"{final_prefix}.bin.tmp")
@@ -101,7 +101,7 @@ def merge_shards(
     builder = mod.IndexedDatasetBuilder(str(bin_tmp), dtype=np.int32)
     documents = tokens = 0
     for prefix, sel in zip(prefixes, selections, strict=True):
-        pick = np.flatnonzero(sel) if sel.dtype == bool else sel
+        pick = np.flatnonzero(sel)
         if pick.size:
             # megatron-core's reader, reading the .bin (one read per run of documents: cheaper than
             # faulting in a memory mapping, then copying from it)
