@@ -45,9 +45,8 @@ from jpqwen.data.shards import (
     shard_dir,
 )
 from jpqwen.data.sources import InputFile
-from jpqwen.data.tokenizer import tokenizer_json, warm_spec
+from jpqwen.data.tokenizer import fork_safe
 from jpqwen.data.writer import (
-    FORK_SAFE_BACKENDS,
     SPLITS,
     concat_selected_lines,
     get_tokenizer,
@@ -100,6 +99,7 @@ class CorpusResult:
 
 # ---- process-pool plumbing -------------------------------------------------------------------
 _WORKER: dict[str, Any] = {}
+_WARM_TEXT = "日本語の文章。カタカナ、ひらがな and English 123 <think>"
 
 
 def _init_worker(tokenizer_dir: str, backend: str) -> None:
@@ -208,16 +208,14 @@ def run_pass1(job: CorpusJob, result: CorpusResult, workers: Pass1Workers | None
                 yield chunk
 
         warm_up()  # compile the numba filter kernels once, before forking: workers inherit them
-        # megatron-core (the parts' writer) too, and the tokenizer where a fork may share it; fastokens
-        # (a Rust thread pool) is built in each worker after the fork, or here when this process works
+        # megatron-core (the parts' writer) too, and the tokenizer: built (and its first call made)
+        # once here, shared by the workers through the fork where it is fork-safe (see get_tokenizer)
         logging.getLogger(indexed_dataset().__name__).setLevel(logging.WARNING)  # it logs every part it opens
         # no pool for one worker, nor to start one for a single chunk
         in_process = job.workers <= 1 or workers is None or (not workers.started and job.small())
-        if not in_process and job.tokenizer_backend not in FORK_SAFE_BACKENDS:
-            if job.tokenizer_backend != "fastokens":  # (fastokens reads tokenizer.json in Rust)
-                warm_spec(tokenizer_json(job.tokenizer_dir))  # tokenizer.json parsed once, inherited
-        else:
-            get_tokenizer(job.tokenizer_dir, job.tokenizer_backend)
+        if in_process or fork_safe(job.tokenizer_backend):
+            tok = get_tokenizer(job.tokenizer_dir, job.tokenizer_backend)
+            tok.encode_documents_flat([_WARM_TEXT])  # the lazy state of a first call, inherited too
         gc.freeze()  # the imported stack is permanent: cyclic GC passes then skip it (~13 % of pass 1)
         tasks = ((chunk, job.profile, job.shards) for chunk in todo())
         if in_process:

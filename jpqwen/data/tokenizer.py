@@ -71,11 +71,6 @@ def tokenizer_json(tokenizer_dir: str | Path) -> Path:
 _SPECS: dict[bytes, dict] = {}
 
 
-def warm_spec(path: Path) -> None:
-    """Parse tokenizer.json into this process's cache (forked workers inherit it)."""
-    _spec(path)
-
-
 def _spec(path: Path) -> dict:
     """tokenizer.json parsed once per process and content (the tokenizer, tiktoken's table and the
     identity all read it; parsing takes ~0.15 s, hashing the bytes ~10 ms). Read-only."""
@@ -94,11 +89,21 @@ IDENTITY_VERSION = "special-as-text,added-as-ids"
 DEFAULT_BACKEND = "fastokens"
 
 
+def fork_safe(backend: str) -> bool:
+    """Whether a forked child may use a tokenizer of ``backend`` built before the fork: tiktoken and
+    HF tokenizers (called one text at a time) keep no threads between calls; fastokens with one BPE
+    thread (its setting here unless ``FASTOKENS_BPE_THREADS`` says otherwise) starts none."""
+    return backend != "fastokens" or os.environ.get("FASTOKENS_BPE_THREADS", "1").strip() == "1"
+
+
 class QwenTokenizer:
     """Encode text to Qwen2.5 ids and append ``<|endoftext|>`` (semantics: see the module docstring).
 
-    Build one per process: ``fastokens`` runs a Rust thread pool, which a forked child
-    does not inherit (``jpqwen.data.writer.get_tokenizer`` builds it after the fork).
+    ``fork_safe``: whether a forked child may use this object. fastokens is, with one BPE thread
+    (``FASTOKENS_BPE_THREADS=1``, set here unless the environment says otherwise): it then starts
+    no thread of its own, so the fork copies all of it. With more threads it runs a Rust thread
+    pool, which a fork does not carry: ``jpqwen.data.writer.get_tokenizer`` then builds one per
+    process.
     """
 
     def __init__(self, tokenizer_dir: str | Path, backend: str = DEFAULT_BACKEND):
@@ -110,6 +115,7 @@ class QwenTokenizer:
         if backend == "fastokens":  # reads tokenizer.json itself: no Python parse of it (~0.15 s) here
             # one Rust thread per process: the pipeline's parallelism is its worker processes
             os.environ.setdefault("FASTOKENS_BPE_THREADS", "1")
+            self.fork_safe = fork_safe(backend)
             from fastokens import Tokenizer as FastTokenizer
 
             self._ft = FastTokenizer.from_file(str(path))
@@ -119,6 +125,7 @@ class QwenTokenizer:
             self.eod_id = added[EOD_TOKEN]
             self.vocab_size = self._ft.vocab_size
             return
+        self.fork_safe = fork_safe(backend)
         spec = _spec(path)
         added = {t["content"]: t["id"] for t in spec.get("added_tokens", [])}
         if EOD_TOKEN not in added:

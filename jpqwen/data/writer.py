@@ -21,8 +21,6 @@ from jpqwen.data.tokenizer import QwenTokenizer
 
 SPLITS = ("train", "validation")
 _TOKENIZERS: dict[tuple[str, str], QwenTokenizer] = {}
-# backends whose tokenizer a forked worker may inherit from the parent (no thread pool of their own)
-FORK_SAFE_BACKENDS = ("tiktoken", "hf")
 # what a tokenizer failure must never swallow: the user's Ctrl-C and an orderly exit
 _PASS_THROUGH = (KeyboardInterrupt, SystemExit, GeneratorExit)
 
@@ -34,11 +32,12 @@ def indexed_dataset():
 
 
 def get_tokenizer(tokenizer_dir: str, backend: str) -> QwenTokenizer:
-    """This process's tokenizer. One inherited through fork is used only for a fork-safe backend;
-    fastokens' Rust thread pool does not survive a fork, so a worker builds its own."""
+    """This process's tokenizer. One inherited through a fork is used where it is ``fork_safe``
+    (every backend, fastokens with its default single BPE thread: the workers share the parent's,
+    built once); otherwise (fastokens with a Rust thread pool) the process builds its own."""
     key = (tokenizer_dir, backend)
     tok = _TOKENIZERS.get(key)
-    if tok is None or (tok.pid != os.getpid() and backend not in FORK_SAFE_BACKENDS):
+    if tok is None or (tok.pid != os.getpid() and not tok.fork_safe):
         tok = _TOKENIZERS[key] = QwenTokenizer(tokenizer_dir, backend)
     return tok
 

@@ -64,9 +64,11 @@ def test_outputs_byte_identical_across_runs_and_worker_counts(corpus, tmp_path, 
 
 
 def test_tokenizer_built_once_per_process_for_both_corpora(corpus, tmp_path, qwen_tokenizer_dir, monkeypatch):
-    """Pass 1 of the Japanese and the English corpus share one pool: each worker builds fastokens
-    once (never the parent, whose tokenizer a fork cannot carry); with 1 worker the main process
-    builds it once for both. The real tokenizer, only its construction recorded (pid per build)."""
+    """Pass 1 of the Japanese and the English corpus share one pool. With fastokens' default single
+    BPE thread the main process builds the tokenizer once and the forked workers use it; with a
+    thread pool (FASTOKENS_BPE_THREADS=2), which a fork cannot carry, each worker builds its own,
+    once for both corpora, and the parent none. The real tokenizer, only its construction recorded
+    (pid per build)."""
     import os
 
     from jpqwen.data import writer
@@ -82,17 +84,23 @@ def test_tokenizer_built_once_per_process_for_both_corpora(corpus, tmp_path, qwe
 
     monkeypatch.setattr(writer, "QwenTokenizer", Recorded)
     common = (f"data.tokenizer={qwen_tokenizer_dir}", "data.chunk_mb=0.03", "data.tokenizer_backend=fastokens")
-    for workers in (1, 2):
+    outputs = {}
+    for workers, threads in ((1, "1"), (2, "1"), (2, "2")):
+        monkeypatch.setenv("FASTOKENS_BPE_THREADS", threads)
         monkeypatch.setattr(writer, "_TOKENIZERS", {})
         log.write_text("", encoding="utf-8")
-        assert run_data(tmp_path / f"w{workers}", *common, source=str(corpus), workers=workers) == 0
-        card = json.loads((tmp_path / f"w{workers}" / "data" / "data_card.json").read_text(encoding="utf-8"))
+        work = tmp_path / f"w{workers}t{threads}"
+        assert run_data(work, *common, source=str(corpus), workers=workers) == 0
+        card = json.loads((work / "data" / "data_card.json").read_text(encoding="utf-8"))
         assert card["english"]["documents"]["train"] > 0  # the English corpus was tokenized too
+        assert card["japanese"]["chunks"] >= 2  # (so the pool really ran)
         pids = log.read_text(encoding="utf-8").split()
-        if workers == 1:
+        if threads == "1":
             assert pids == [str(os.getpid())]
         else:
             assert 1 <= len(pids) <= 2 and len(set(pids)) == len(pids) and str(os.getpid()) not in pids
+        outputs[workers, threads] = {p.name: p.read_bytes() for p in sorted((work / "data").glob("*.bin"))}
+    assert outputs[1, "1"] == outputs[2, "1"] == outputs[2, "2"]  # the same tokens however built
 
 
 def test_interrupted_run_resumes_from_finished_shards(corpus, tmp_path, qwen_tokenizer_dir, monkeypatch):

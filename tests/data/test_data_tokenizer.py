@@ -200,30 +200,39 @@ def test_a_tokenizer_panic_loses_only_that_document(tokenizers):
         encode_all(Interrupted(tokenizers["tiktoken"]), ["x"])
 
 
-def _in_worker(args: tuple) -> tuple[int, int, list[int]]:
+def _in_worker(args: tuple) -> tuple[int, int, list[int], int]:
     from jpqwen.data.writer import get_tokenizer
 
     tokenizer_dir, text = args
     tok = get_tokenizer(tokenizer_dir, "fastokens")
-    return os.getpid(), tok.pid, tok.encode_documents([text] * 3)[2].tolist()
+    ids = tok.encode_documents([text] * 3)[2].tolist()
+    return os.getpid(), tok.pid, ids, len(os.listdir("/proc/self/task"))
 
 
-def test_forked_workers_build_their_own_fastokens(qwen_tokenizer_dir):
-    """fastokens runs a Rust thread pool that a fork does not carry over: a worker must never use the
-    parent's tokenizer. The parent builds and uses one first; 2 forked workers each build theirs."""
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_forked_workers_and_fastokens(qwen_tokenizer_dir, monkeypatch, threads):
+    """With one BPE thread (the default) fastokens starts no thread of its own, so forked workers use
+    the parent's tokenizer, built and used before the fork, and get the same ids. With a Rust thread
+    pool (FASTOKENS_BPE_THREADS=2), which a fork does not carry over, each worker builds its own."""
     from concurrent.futures import ProcessPoolExecutor
 
-    from jpqwen.data.writer import get_tokenizer
+    from jpqwen.data import writer
 
+    monkeypatch.setenv("FASTOKENS_BPE_THREADS", threads)
+    monkeypatch.setattr(writer, "_TOKENIZERS", {})
     text = "日本語の文章。<think>考え</think>" * 2000
-    parent = get_tokenizer(str(qwen_tokenizer_dir), "fastokens")
+    tasks_before = len(os.listdir("/proc/self/task"))
+    parent = writer.get_tokenizer(str(qwen_tokenizer_dir), "fastokens")
     want = parent.encode_documents([text] * 4)[1].tolist()
     assert parent.pid == os.getpid()
+    assert parent.fork_safe == (threads == "1")
+    if threads == "1":  # what makes the fork safe: building and using it started no thread
+        assert len(os.listdir("/proc/self/task")) == tasks_before
     with ProcessPoolExecutor(2, mp_context=mp.get_context("fork")) as pool:
         results = list(pool.map(_in_worker, [(str(qwen_tokenizer_dir), text)] * 8, timeout=120))
-    assert {pid for pid, _, _ in results} - {os.getpid()}
-    for pid, built_in, ids in results:
-        assert built_in == pid != os.getpid()
+    assert {pid for pid, _, _, _ in results} - {os.getpid()}
+    for pid, built_in, ids, _ in results:
+        assert built_in == (os.getpid() if threads == "1" else pid)
         assert ids == want
 
 
