@@ -281,7 +281,7 @@ def stage_profile(corpus: Path, tokenizer: Path, backend: str, megabytes: float 
     import numpy as np
 
     from jpqwen.data.config import DataConfig
-    from jpqwen.data.filters import build_filters, first_failures, stats_of, warm_up
+    from jpqwen.data.filters import build_rules, first_failures, stats_of, warm_up
     from jpqwen.data.normalize import normalize_text
     from jpqwen.data.reader import Chunk
     from jpqwen.data.shards import MinHasher, exact_hash, parse_chunk
@@ -297,7 +297,7 @@ def stage_profile(corpus: Path, tokenizer: Path, backend: str, megabytes: float 
             size += len(line)
     data = b"".join(lines)
     dc = DataConfig()
-    filters = build_filters(dc.filters)
+    filters = build_rules(dc.filters)  # as the local executor runs them
     hasher = MinHasher(dc.near_dedup)
     tok = QwenTokenizer(tokenizer, backend)
     warm_up()  # numba compile time is start-up, not throughput

@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
+from jpqwen.data.filters import as_document_filter
 from jpqwen.data.reader import Chunk, ReadReport, iter_chunks
 from jpqwen.data.shards import ChunkInfo, MinHasher, ParsedLine, Profile, is_done, parse_chunk, write_shard
 from jpqwen.data.writer import get_tokenizer
@@ -140,7 +141,7 @@ def run_pass1_curator(job, report: ReadReport) -> list[int]:
                 parts = [dask.delayed(_chunk_frame)(c) for c in todo]
                 dataset = DocumentDataset(dd.from_delayed(parts, meta=meta, verify_meta=False))
                 dataset = Modify(JapaneseNormalizer(profile.normalize), text_field="text")(dataset)
-                for f in profile.filters:
+                for f in map(as_document_filter, profile.filters):
                     dataset = Score(f, score_field=_score_field(f.reason), text_field="text", score_type=float)(dataset)
                 # blank-line counts travel beside the partitions (pandas attrs do not survive Dask)
                 blanks = {c.index: c.data.count(b"\n") for c in todo}

@@ -6,6 +6,14 @@ and the data card can say which single rule removed a document (its name is
 the rejection reason). :func:`build_filters` returns them in the order they are
 applied; the first rule a document fails is its reason.
 
+Each rule is written once, as a plain class (``DocLengthRule``...: score, threshold,
+NeMo Curator's ``score_document`` / ``keep_document`` API). Its ``DocumentFilter``
+(``DocLengthFilter``...) is the same class with NeMo Curator's base added, made on first
+use: NeMo Curator's ``doc_filter`` module imports its Dask dataset classes, pandas with
+them (~1 CPU-second), which the local executor never needs. It runs the rules
+(:func:`build_rules`), the curator executor and anyone importing a ``*Filter`` name the
+``DocumentFilter``s; both give the same scores and decisions.
+
 Character classes (Unicode blocks):
   hiragana U+3041-309F; katakana U+30A0-30FF, U+31F0-31FF, half-width U+FF66-FF9F;
   kanji U+3400-4DBF, U+4E00-9FFF, U+F900-FAFF, U+3005-3007 (々〆〇);
@@ -28,9 +36,6 @@ import numpy as np
 
 from jpqwen.data.config import FilterConfig
 from jpqwen.data.imports import import_module
-
-# == nemo_curator.filters.DocumentFilter, without importing all of NeMo Curator (see imports.py)
-DocumentFilter = import_module("nemo_curator.filters.doc_filter").DocumentFilter
 
 _URL = re.compile(r"(?:https?|ftp)://[^\s　<>\"']+|www\.[^\s　<>\"']+")
 
@@ -62,7 +67,7 @@ class TextStats:
         self.ngrams: dict[int, np.ndarray] = {}
         self.tops: dict[int, int] = {}
         self.covers: dict[int, int] = {}
-        self.dup_cover: dict[int, float] = {}  # n -> DuplicateNgramFilter score, for the next rule's bound
+        self.dup_cover: dict[int, float] = {}  # n -> DuplicateNgramRule score, for the next rule's bound
 
     @property
     def codepoints(self) -> np.ndarray:
@@ -200,8 +205,9 @@ def _dup_fraction(count: int, chars: int, dup: int, dup_chars: int) -> tuple[flo
     return dup / count, dup_chars / max(chars, 1)
 
 
-class JapaneseFilter(DocumentFilter):
-    """Base: a named rule with ``low <= score <= high``."""
+class JapaneseRule:
+    """Base: a named rule with ``low <= score <= high`` (``JapaneseFilter``: the same as a
+    NeMo Curator ``DocumentFilter``)."""
 
     reason = "filter"
     source = ""
@@ -239,13 +245,17 @@ class JapaneseFilter(DocumentFilter):
             return False
         return not (self.high is not None and score > self.high)
 
+    def args(self) -> dict:
+        """The constructor's arguments that make this rule again."""
+        return {"low": self.low, "high": self.high}
+
     def describe(self) -> str:
         if self.low is not None and self.high is not None:
             return f"{self.low} <= score <= {self.high}"
         return f"score >= {self.low}" if self.low is not None else f"score <= {self.high}"
 
 
-class DocLengthFilter(JapaneseFilter):
+class DocLengthRule(JapaneseRule):
     kind = 0  # kernels.R_*
     reason = "doc_length"
     source = "Swallow: >= 400 chars"
@@ -254,7 +264,7 @@ class DocLengthFilter(JapaneseFilter):
         return float(len(st.text))
 
 
-class JapaneseRatioFilter(JapaneseFilter):
+class JapaneseRatioRule(JapaneseRule):
     kind = 1  # kernels.R_*
     reason = "japanese_ratio"
     source = "Swallow: Japanese chars >= 0.5"
@@ -263,7 +273,7 @@ class JapaneseRatioFilter(JapaneseFilter):
         return sum(st.class_counts) / max(st.n_visible, 1)
 
 
-class HiraganaRatioFilter(JapaneseFilter):
+class HiraganaRatioRule(JapaneseRule):
     kind = 2  # kernels.R_*
     reason = "hiragana_ratio"
     source = "Swallow: hiragana >= 0.2 of Japanese letters; Uzushio HiraganaRatio"
@@ -273,7 +283,7 @@ class HiraganaRatioFilter(JapaneseFilter):
         return hira / max(hira + kata + kanji, 1)
 
 
-class KatakanaRatioFilter(JapaneseFilter):
+class KatakanaRatioRule(JapaneseRule):
     kind = 3  # kernels.R_*
     reason = "katakana_ratio"
     source = "Swallow: katakana <= 0.5 of Japanese letters"
@@ -289,7 +299,7 @@ def url_ratio(text: str) -> float:
     return sum(len(m) for m in _URL.findall(text)) / max(len(text), 1)
 
 
-class UrlRatioFilter(JapaneseFilter):
+class UrlRatioRule(JapaneseRule):
     kind = 4  # kernels.R_*
     reason = "url_ratio"
     source = "Uzushio LinkCharRatio high 0.4"
@@ -298,7 +308,7 @@ class UrlRatioFilter(JapaneseFilter):
         return url_ratio(st.text)
 
 
-class DuplicateLinesFilter(JapaneseFilter):
+class DuplicateLinesRule(JapaneseRule):
     kind = 5  # kernels.R_*
     reason = "dup_lines"
     source = "Swallow / Gopher: duplicate paragraphs <= 0.30"
@@ -307,7 +317,7 @@ class DuplicateLinesFilter(JapaneseFilter):
         return st.paragraph_dups[0]
 
 
-class DuplicateLineCharsFilter(JapaneseFilter):
+class DuplicateLineCharsRule(JapaneseRule):
     kind = 6  # kernels.R_*
     reason = "dup_line_chars"
     source = "Swallow / Gopher: chars in duplicate paragraphs <= 0.20"
@@ -316,7 +326,7 @@ class DuplicateLineCharsFilter(JapaneseFilter):
         return st.paragraph_dups[1]
 
 
-class DuplicateSentencesFilter(JapaneseFilter):
+class DuplicateSentencesRule(JapaneseRule):
     kind = 7  # kernels.R_*
     reason = "dup_sentences"
     source = "Swallow: duplicate sentences <= 0.30"
@@ -325,7 +335,7 @@ class DuplicateSentencesFilter(JapaneseFilter):
         return st.sentence_dups[0]
 
 
-class DuplicateSentenceCharsFilter(JapaneseFilter):
+class DuplicateSentenceCharsRule(JapaneseRule):
     kind = 8  # kernels.R_*
     reason = "dup_sentence_chars"
     source = "Swallow: chars in duplicate sentences <= 0.20"
@@ -334,7 +344,7 @@ class DuplicateSentenceCharsFilter(JapaneseFilter):
         return st.sentence_dups[1]
 
 
-class TopNgramFilter(JapaneseFilter):
+class TopNgramRule(JapaneseRule):
     """Share of chars taken by the most frequent char n-gram (count * n / chars)."""
 
     kind = 9  # kernels.R_*
@@ -345,6 +355,9 @@ class TopNgramFilter(JapaneseFilter):
         self.n = n
         self.reason = f"top_{n}gram"
         super().__init__(high=high)
+
+    def args(self) -> dict:
+        return {"n": self.n, "high": self.high}
 
     def score(self, st: TextStats) -> float:
         return st.top_count(self.n) * self.n / max(len(st.text), 1)
@@ -369,7 +382,7 @@ class TopNgramFilter(JapaneseFilter):
         return heavy * self.n / chars <= self.high
 
 
-class DuplicateNgramFilter(JapaneseFilter):
+class DuplicateNgramRule(JapaneseRule):
     """Share of chars covered by repeats of a char n-gram seen earlier in the text."""
 
     kind = 10  # kernels.R_*
@@ -380,6 +393,9 @@ class DuplicateNgramFilter(JapaneseFilter):
         self.n = n
         self.reason = f"dup_{n}gram"
         super().__init__(high=high)
+
+    def args(self) -> dict:
+        return {"n": self.n, "high": self.high}
 
     def score(self, st: TextStats) -> float:
         score = st.repeat_cover(self.n) / max(len(st.text), 1)
@@ -395,7 +411,7 @@ class DuplicateNgramFilter(JapaneseFilter):
         return any(m < self.n and cover <= self.high for m, cover in known.items())
 
 
-class MeanSentenceLengthFilter(JapaneseFilter):
+class MeanSentenceLengthRule(JapaneseRule):
     kind = 11  # kernels.R_*
     reason = "mean_sentence_length"
     source = "Swallow: mean sentence length in [20, 90] chars"
@@ -405,7 +421,7 @@ class MeanSentenceLengthFilter(JapaneseFilter):
         return chars / count if count else 0.0
 
 
-class MaxSentenceLengthFilter(JapaneseFilter):
+class MaxSentenceLengthRule(JapaneseRule):
     kind = 12  # kernels.R_*
     reason = "max_sentence_length"
     source = "Swallow: longest sentence <= 200 chars"
@@ -415,7 +431,7 @@ class MaxSentenceLengthFilter(JapaneseFilter):
         return float(longest) if count else 0.0
 
 
-class EllipsisSentencesFilter(JapaneseFilter):
+class EllipsisSentencesRule(JapaneseRule):
     kind = 13  # kernels.R_*
     reason = "ellipsis_sentences"
     source = "Swallow: sentences ending in an ellipsis <= 0.2"
@@ -425,41 +441,57 @@ class EllipsisSentencesFilter(JapaneseFilter):
         return ellipsis / count if count else 0.0
 
 
-def build_filters(cfg: FilterConfig) -> list[JapaneseFilter]:
-    """The enabled filters, in the order they are applied (cheap and specific first)."""
-    out: list[JapaneseFilter] = []
+def build_rules(cfg: FilterConfig, document_filters: bool = False) -> list[JapaneseRule]:
+    """The enabled rules, in the order they are applied (cheap and specific first); as NeMo
+    Curator ``DocumentFilter``s with ``document_filters`` (:func:`build_filters`)."""
+    c = _document_filters() if document_filters else _RULE_CLASSES
+    out: list[JapaneseRule] = []
     if cfg.min_chars is not None or cfg.max_chars is not None:
-        out.append(DocLengthFilter(low=cfg.min_chars, high=cfg.max_chars))
+        out.append(c["DocLength"](low=cfg.min_chars, high=cfg.max_chars))
     if cfg.min_japanese_ratio is not None:
-        out.append(JapaneseRatioFilter(low=cfg.min_japanese_ratio))
+        out.append(c["JapaneseRatio"](low=cfg.min_japanese_ratio))
     if cfg.min_hiragana_ratio is not None:
-        out.append(HiraganaRatioFilter(low=cfg.min_hiragana_ratio))
+        out.append(c["HiraganaRatio"](low=cfg.min_hiragana_ratio))
     if cfg.max_katakana_ratio is not None:
-        out.append(KatakanaRatioFilter(high=cfg.max_katakana_ratio))
+        out.append(c["KatakanaRatio"](high=cfg.max_katakana_ratio))
     if cfg.max_url_char_ratio is not None:
-        out.append(UrlRatioFilter(high=cfg.max_url_char_ratio))
+        out.append(c["UrlRatio"](high=cfg.max_url_char_ratio))
     if cfg.max_dup_line_ratio is not None:
-        out.append(DuplicateLinesFilter(high=cfg.max_dup_line_ratio))
+        out.append(c["DuplicateLines"](high=cfg.max_dup_line_ratio))
     if cfg.max_dup_line_char_ratio is not None:
-        out.append(DuplicateLineCharsFilter(high=cfg.max_dup_line_char_ratio))
+        out.append(c["DuplicateLineChars"](high=cfg.max_dup_line_char_ratio))
     if cfg.max_dup_sentence_ratio is not None:
-        out.append(DuplicateSentencesFilter(high=cfg.max_dup_sentence_ratio))
+        out.append(c["DuplicateSentences"](high=cfg.max_dup_sentence_ratio))
     if cfg.max_dup_sentence_char_ratio is not None:
-        out.append(DuplicateSentenceCharsFilter(high=cfg.max_dup_sentence_char_ratio))
+        out.append(c["DuplicateSentenceChars"](high=cfg.max_dup_sentence_char_ratio))
     for n, high in sorted((cfg.max_top_ngram_ratio or {}).items()):
-        out.append(TopNgramFilter(int(n), float(high)))
+        out.append(c["TopNgram"](int(n), float(high)))
     for n, high in sorted((cfg.max_dup_ngram_ratio or {}).items()):
-        out.append(DuplicateNgramFilter(int(n), float(high)))
+        out.append(c["DuplicateNgram"](int(n), float(high)))
     if cfg.min_mean_sentence_chars is not None or cfg.max_mean_sentence_chars is not None:
-        out.append(MeanSentenceLengthFilter(low=cfg.min_mean_sentence_chars, high=cfg.max_mean_sentence_chars))
+        out.append(c["MeanSentenceLength"](low=cfg.min_mean_sentence_chars, high=cfg.max_mean_sentence_chars))
     if cfg.max_sentence_chars is not None:
-        out.append(MaxSentenceLengthFilter(high=cfg.max_sentence_chars))
+        out.append(c["MaxSentenceLength"](high=cfg.max_sentence_chars))
     if cfg.max_ellipsis_sentence_ratio is not None:
-        out.append(EllipsisSentencesFilter(high=cfg.max_ellipsis_sentence_ratio))
+        out.append(c["EllipsisSentences"](high=cfg.max_ellipsis_sentence_ratio))
     return out
 
 
-def first_failure(text: str, filters: list[JapaneseFilter]) -> tuple[int, float] | None:
+def build_filters(cfg: FilterConfig) -> list[JapaneseRule]:
+    """:func:`build_rules` as NeMo Curator ``DocumentFilter``s (``DocLengthFilter``...)."""
+    return build_rules(cfg, document_filters=True)
+
+
+def as_document_filter(rule: JapaneseRule) -> JapaneseRule:
+    """``rule`` as its NeMo Curator ``DocumentFilter`` (the same thresholds); one already is as it is."""
+    if type(rule).__dict__.get("_rule_of") is not None or isinstance(rule, _document_filters()["DocumentFilter"]):
+        return rule
+    if type(rule) not in _RULE_CLASSES.values():
+        raise TypeError(f"{type(rule).__name__} is not one of the Japanese rules and not a DocumentFilter")
+    return _document_filters()[type(rule).__name__.removesuffix("Rule")](**rule.args())
+
+
+def first_failure(text: str, filters: list[JapaneseRule]) -> tuple[int, float] | None:
     """(index of the first filter ``text`` fails, its score), or None when it passes all.
     The same as ``quick_keep`` / ``score_document`` / ``keep_document`` in turn (tested), on one
     analysis of the text."""
@@ -473,29 +505,64 @@ def first_failure(text: str, filters: list[JapaneseFilter]) -> tuple[int, float]
     return None
 
 
-# the rules kernels.batch_rules implements (exactly these classes: a subclass may score otherwise)
-_KERNEL_RULES = (
-    DocLengthFilter,
-    JapaneseRatioFilter,
-    HiraganaRatioFilter,
-    KatakanaRatioFilter,
-    UrlRatioFilter,
-    DuplicateLinesFilter,
-    DuplicateLineCharsFilter,
-    DuplicateSentencesFilter,
-    DuplicateSentenceCharsFilter,
-    TopNgramFilter,
-    DuplicateNgramFilter,
-    MeanSentenceLengthFilter,
-    MaxSentenceLengthFilter,
-    EllipsisSentencesFilter,
-)
+# the rules kernels.batch_rules implements, by name (exactly these classes and their DocumentFilters:
+# a subclass may score otherwise)
+_RULE_CLASSES: dict[str, type[JapaneseRule]] = {
+    cls.__name__.removesuffix("Rule"): cls
+    for cls in (
+        DocLengthRule,
+        JapaneseRatioRule,
+        HiraganaRatioRule,
+        KatakanaRatioRule,
+        UrlRatioRule,
+        DuplicateLinesRule,
+        DuplicateLineCharsRule,
+        DuplicateSentencesRule,
+        DuplicateSentenceCharsRule,
+        TopNgramRule,
+        DuplicateNgramRule,
+        MeanSentenceLengthRule,
+        MaxSentenceLengthRule,
+        EllipsisSentencesRule,
+    )
+}
+_FILTER_NAMES = frozenset({"JapaneseFilter", *(f"{name}Filter" for name in _RULE_CLASSES)})
 
 
-def _rule_plan(filters: list[JapaneseFilter]) -> tuple[np.ndarray, ...] | None:
+@lru_cache(maxsize=1)
+def _document_filters() -> dict[str, type]:
+    """The rules as NeMo Curator ``DocumentFilter`` classes: each rule with ``DocumentFilter`` added
+    to its bases, by rule name; ``JapaneseFilter`` (their common base) and ``DocumentFilter`` too."""
+    # == nemo_curator.filters.DocumentFilter, without the package's __init__ (see imports.py)
+    document_filter = import_module("nemo_curator.filters.doc_filter").DocumentFilter
+    base = type(
+        "JapaneseFilter",
+        (JapaneseRule, document_filter),
+        {"__module__": __name__, "__doc__": "Base: a Japanese rule as a NeMo Curator ``DocumentFilter``."},
+    )
+    out: dict[str, type] = {"JapaneseFilter": base, "DocumentFilter": document_filter}
+    for name, rule in _RULE_CLASSES.items():
+        # (module and name as written here: pickle finds the class again through __getattr__ below)
+        attrs = {"__module__": __name__, "__qualname__": f"{name}Filter", "__doc__": rule.__doc__, "_rule_of": rule}
+        out[name] = out[f"{name}Filter"] = type(f"{name}Filter", (rule, base), attrs)
+    return out
+
+
+def __getattr__(name: str):  # PEP 562: DocLengthFilter & co. are made on first use (see the module docstring)
+    if name in _FILTER_NAMES:
+        return _document_filters()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _kernel_kind(f: object) -> bool:
+    cls = type(f)
+    return cls in _RULE_CLASSES.values() or cls.__dict__.get("_rule_of") in _RULE_CLASSES.values()
+
+
+def _rule_plan(filters: list[JapaneseRule]) -> tuple[np.ndarray, ...] | None:
     """The filters as kernels.batch_rules' arrays (kinds, ns, lows, highs; NaN = no bound), or None
     when one of them is not a rule the kernel knows (a subclass or another DocumentFilter)."""
-    if any(type(f) not in _KERNEL_RULES for f in filters):
+    if not all(_kernel_kind(f) for f in filters):
         return None
     kinds = np.array([f.kind for f in filters], dtype=np.int64)
     ns = np.array([f.n for f in filters], dtype=np.int64)
@@ -505,7 +572,7 @@ def _rule_plan(filters: list[JapaneseFilter]) -> tuple[np.ndarray, ...] | None:
 
 
 def first_failures(
-    texts: list[str], codepoints: list[np.ndarray], filters: list[JapaneseFilter], minhash_n: int = 0
+    texts: list[str], codepoints: list[np.ndarray], filters: list[JapaneseRule], minhash_n: int = 0
 ) -> tuple[list[tuple[int, float] | None], np.ndarray | None, np.ndarray | None]:
     """:func:`first_failure` of every text of a chunk in one numba call (no Python per rule and
     text), given each text's code points; and, when ``minhash_n`` > 0, the ``minhash_n``-gram
@@ -521,7 +588,7 @@ def first_failures(
     np.cumsum(sizes, out=offsets[1:])
     cp = np.concatenate(codepoints) if codepoints else np.zeros(0, dtype=np.uint32)
     urls = np.zeros(len(texts))
-    if (kinds == UrlRatioFilter.kind).any():
+    if (kinds == UrlRatioRule.kind).any():
         urls = np.array([url_ratio(t) for t in texts], dtype=np.float64)
     room = np.empty(cp.size if minhash_n > 0 else 0, dtype=np.uint64)  # (numpy: see batch_rules)
     fail, score, grams, gram_off = kernels().batch_rules(

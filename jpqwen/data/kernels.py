@@ -399,7 +399,7 @@ def warm_up(flags: np.ndarray) -> None:
 
 
 # ---- every rule of a chunk in one call (the local executor's pass 1; filters.first_failures) ----
-# rule kinds, in the order of filters.build_filters' classes (filters.JapaneseFilter.kind)
+# rule kinds, in the order of filters.build_rules' classes (filters.JapaneseRule.kind)
 (
     R_LENGTH,
     R_JAPANESE,

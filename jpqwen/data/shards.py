@@ -34,7 +34,7 @@ import numpy as np
 from xxhash import xxh3_128_digest as _xxh3_128
 
 from jpqwen.data.config import NearDedupConfig, NormalizeConfig
-from jpqwen.data.filters import JapaneseFilter, first_failures, stats_of
+from jpqwen.data.filters import JapaneseRule, first_failures, stats_of
 from jpqwen.data.normalize import normalize_text
 from jpqwen.data.reader import Chunk
 from jpqwen.data.tokenizer import QwenTokenizer
@@ -60,7 +60,7 @@ class Profile:
 
     name: str
     normalize: NormalizeConfig
-    filters: list[JapaneseFilter]
+    filters: list[JapaneseRule]  # (run as NeMo Curator DocumentFilters by the curator executor)
     near_dedup: NearDedupConfig
     validation_fraction: float
     examples_per_filter: int = 3

@@ -26,7 +26,7 @@ from typing import Any
 
 from jpqwen.data.config import DataConfig, data_config, usable_cores
 from jpqwen.data.corpus import CorpusJob, Pass1Workers, prepare_corpus, write_corpus
-from jpqwen.data.filters import DocLengthFilter, build_filters
+from jpqwen.data.filters import DocLengthRule, build_rules
 from jpqwen.data.report import corpus_card, write_card
 from jpqwen.data.shards import EXACT_HASH, Profile
 from jpqwen.data.sources import english_files, resolve_source
@@ -84,7 +84,7 @@ def _profiles(dc: DataConfig) -> tuple[Profile, Profile]:
     ja = Profile(
         "ja",
         dc.normalize,
-        build_filters(dc.filters),
+        build_rules(dc.filters),
         dc.near_dedup,
         dc.validation_fraction,
         dc.examples_per_filter,
@@ -92,7 +92,7 @@ def _profiles(dc: DataConfig) -> tuple[Profile, Profile]:
     en = Profile(
         "en",
         dc.normalize,
-        [DocLengthFilter(low=dc.english.min_chars)],
+        [DocLengthRule(low=dc.english.min_chars)],
         dc.near_dedup,
         dc.english.validation_fraction,
         dc.examples_per_filter,

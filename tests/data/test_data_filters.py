@@ -349,7 +349,7 @@ def test_rule_kinds_match_the_kernel():
     names = ["LENGTH", "JAPANESE", "HIRAGANA", "KATAKANA", "URL", "DUP_LINES", "DUP_LINE_CHARS"]
     names += ["DUP_SENTENCES", "DUP_SENTENCE_CHARS", "TOP_NGRAM", "DUP_NGRAM", "MEAN_SENTENCE", "MAX_SENTENCE"]
     names += ["ELLIPSIS"]
-    assert [cls.kind for cls in jfilters._KERNEL_RULES] == [getattr(kernels, "R_" + n) for n in names]
+    assert [cls.kind for cls in jfilters._RULE_CLASSES.values()] == [getattr(kernels, "R_" + n) for n in names]
 
 
 def test_minhash_bands_from_packed_ngrams_equal_bands_from_texts():
