@@ -69,6 +69,7 @@ def test_tokenizer_built_once_per_process_for_both_corpora(corpus, tmp_path, qwe
     thread pool (FASTOKENS_BPE_THREADS=2), which a fork cannot carry, each worker builds its own,
     once for both corpora, and the parent none. The real tokenizer, only its construction recorded
     (pid per build)."""
+    import gc
     import os
 
     from jpqwen.data import writer
@@ -100,6 +101,7 @@ def test_tokenizer_built_once_per_process_for_both_corpora(corpus, tmp_path, qwe
         else:
             assert 1 <= len(pids) <= 2 and len(set(pids)) == len(pids) and str(os.getpid()) not in pids
         outputs[workers, threads] = {p.name: p.read_bytes() for p in sorted((work / "data").glob("*.bin"))}
+        assert gc.isenabled()  # the collector is paused only while pass 1 loads (corpus.cyclic_gc_paused)
     assert outputs[1, "1"] == outputs[2, "1"] == outputs[2, "2"]  # the same tokens however built
 
 
@@ -239,3 +241,24 @@ def test_a_document_the_tokenizer_fails_on_is_quarantined_naming_file_and_line(t
     ja, quarantine = cards[("fastokens", 2)]
     assert ja["quarantined"] == 0 and quarantine == []
     assert ja["documents_kept"] == cards[("tiktoken", 2)][0]["documents_kept"] + 1
+
+
+def test_cyclic_gc_paused_restores_the_collector():
+    import gc
+
+    from jpqwen.data.corpus import cyclic_gc_paused
+
+    assert gc.isenabled()
+    with cyclic_gc_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()  # a caller that had it off keeps it off
+    try:
+        with cyclic_gc_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    with pytest.raises(KeyError), cyclic_gc_paused():
+        raise KeyError("stop")
+    assert gc.isenabled()
