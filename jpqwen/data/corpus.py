@@ -46,7 +46,7 @@ from jpqwen.data.shards import (
     shard_dir,
 )
 from jpqwen.data.sources import InputFile
-from jpqwen.data.tokenizer import fork_safe
+from jpqwen.data.tokenizer import QwenTokenizer, fork_safe
 from jpqwen.data.writer import (
     SPLITS,
     concat_selected_lines,
@@ -104,9 +104,14 @@ _WARM_TEXT = "日本語の文章。カタカナ、ひらがな and English 123 <
 
 
 def _init_worker(tokenizer_dir: str, backend: str) -> None:
-    _WORKER["tok"] = get_tokenizer(tokenizer_dir, backend)  # (after the fork: see get_tokenizer)
+    _WORKER["tokenizer"] = (tokenizer_dir, backend)
     _WORKER["hashers"] = {}
-    gc.freeze()  # the tokenizer is permanent too
+    gc.freeze()  # what the fork brought is permanent
+
+
+def _pass1_tokenizer(tokenizer_dir: str, backend: str, profile: Profile) -> QwenTokenizer:
+    # pass 1 normalizes every text before tokenizing it: NFC text when the profile's normalize has NFC
+    return get_tokenizer(tokenizer_dir, backend, nfc_input=profile.normalize.nfc)
 
 
 def _pass1_task(args: tuple[Chunk, Profile, Path]) -> dict:
@@ -114,7 +119,8 @@ def _pass1_task(args: tuple[Chunk, Profile, Path]) -> dict:
     hashers = _WORKER["hashers"]
     if profile.name not in hashers:
         hashers[profile.name] = MinHasher(profile.near_dedup) if profile.near_dedup.enabled else None
-    return process_chunk(chunk, profile, shards, hashers[profile.name], _WORKER["tok"])
+    tok = _pass1_tokenizer(*_WORKER["tokenizer"], profile)  # (after a fork: see get_tokenizer)
+    return process_chunk(chunk, profile, shards, hashers[profile.name], tok)
 
 
 @contextmanager
@@ -139,7 +145,7 @@ def _load_for_pass1(job: CorpusJob, share_tokenizer: bool) -> None:
     warm_up()
     logging.getLogger(indexed_dataset().__name__).setLevel(logging.WARNING)  # it logs every part it opens
     if share_tokenizer:
-        tok = get_tokenizer(job.tokenizer_dir, job.tokenizer_backend)
+        tok = _pass1_tokenizer(job.tokenizer_dir, job.tokenizer_backend, job.profile)
         tok.encode_documents_flat([_WARM_TEXT])  # the lazy state of a first call, inherited too
     gc.freeze()  # the imported stack is permanent: cyclic GC passes then skip it (~13 % of pass 1)
 

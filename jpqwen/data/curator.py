@@ -81,7 +81,7 @@ def _write_partition(
                     break
         failures.append(failure)
     hasher = MinHasher(profile.near_dedup) if profile.near_dedup.enabled else None
-    tok = get_tokenizer(*tokenizer)  # one per worker process (see get_tokenizer)
+    tok = get_tokenizer(*tokenizer, nfc_input=profile.normalize.nfc)  # one per process (see get_tokenizer)
     summary = write_shard(info, parsed, texts, failures, blank, profile, Path(root), hasher, tok)
     return pd.DataFrame({"chunk": [info.index], "documents": [summary["documents"]], "bytes": [info.nbytes]})
 

@@ -45,8 +45,6 @@ def _normalize_slow(text: str, cfg: NormalizeConfig) -> str:
     substitution runs only when a plain substring test says it can change something."""
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if cfg.nfc and not unicodedata.is_normalized("NFC", text):
-        text = unicodedata.normalize("NFC", text)
     if cfg.strip_control:
         text = _CONTROL.sub("", text)
     if cfg.collapse_spaces:
@@ -59,6 +57,11 @@ def _normalize_slow(text: str, cfg: NormalizeConfig) -> str:
         limit = cfg.max_blank_lines + 1
         if "\n" * (limit + 1) in text:
             text = _blank_run(limit).sub("\n" * limit, text)
+    # NFC last: removing a character can leave a letter next to a combining mark that composes with
+    # it ("e", U+200B, U+0301 -> "e", U+0301), so only NFC applied last makes every result NFC
+    # (which the tokenizer relies on: QwenTokenizer's nfc_input)
+    if cfg.nfc and not unicodedata.is_normalized("NFC", text):
+        text = unicodedata.normalize("NFC", text)
     return text
 
 

@@ -20,7 +20,7 @@ from jpqwen.data.imports import import_module
 from jpqwen.data.tokenizer import QwenTokenizer
 
 SPLITS = ("train", "validation")
-_TOKENIZERS: dict[tuple[str, str], QwenTokenizer] = {}
+_TOKENIZERS: dict[tuple[str, str, bool], QwenTokenizer] = {}
 # what a tokenizer failure must never swallow: the user's Ctrl-C and an orderly exit
 _PASS_THROUGH = (KeyboardInterrupt, SystemExit, GeneratorExit)
 
@@ -31,14 +31,15 @@ def indexed_dataset():
     return import_module("megatron.core.parallel_state", "megatron.core.datasets.indexed_dataset")
 
 
-def get_tokenizer(tokenizer_dir: str, backend: str) -> QwenTokenizer:
-    """This process's tokenizer. One inherited through a fork is used where it is ``fork_safe``
-    (every backend, fastokens with its default single BPE thread: the workers share the parent's,
-    built once); otherwise (fastokens with a Rust thread pool) the process builds its own."""
-    key = (tokenizer_dir, backend)
+def get_tokenizer(tokenizer_dir: str, backend: str, nfc_input: bool = False) -> QwenTokenizer:
+    """This process's tokenizer (``nfc_input``: see QwenTokenizer). One inherited through a fork is
+    used where it is ``fork_safe`` (every backend, fastokens with its default single BPE thread: the
+    workers share the parent's, built once); otherwise (fastokens with a Rust thread pool) the
+    process builds its own."""
+    key = (tokenizer_dir, backend, nfc_input)
     tok = _TOKENIZERS.get(key)
     if tok is None or (tok.pid != os.getpid() and not tok.fork_safe):
-        tok = _TOKENIZERS[key] = QwenTokenizer(tokenizer_dir, backend)
+        tok = _TOKENIZERS[key] = QwenTokenizer(tokenizer_dir, backend, nfc_input=nfc_input)
     return tok
 
 

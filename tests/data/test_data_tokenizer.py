@@ -122,6 +122,45 @@ def test_ids_equal_hf_on_every_test_document(tokenizers, backend, texts, referen
         assert tok.encode(text) == want, (backend, text[:80])
 
 
+def test_fastokens_without_its_nfc_normalizer_on_normalized_text(qwen_tokenizer_dir, texts):
+    """Pass 1 hands the tokenizer normalized (NFC) text, so fastokens runs without tokenizer.json's NFC
+    normalizer (nfc_input): on every test document, normalized as pass 1 does, the ids equal HF's.
+    That the normalizer is really out shows on a text that is not NFC, which only HF composes."""
+    from tokenizers import Tokenizer
+
+    from jpqwen.data.config import NormalizeConfig
+    from jpqwen.data.normalize import normalize_text
+
+    hf = Tokenizer.from_file(str(qwen_tokenizer_dir / "tokenizer.json"))
+    hf.encode_special_tokens = True
+    tok = QwenTokenizer(qwen_tokenizer_dir, "fastokens", nfc_input=True)
+    assert tok.skips_nfc
+    normalized = [normalize_text(t, NormalizeConfig()) for t in texts]
+    assert sum(a != b for a, b in zip(texts, normalized, strict=True)) > 5  # (normalizing changed some)
+    flat = tok.encode_documents(normalized)
+    for text, ids in zip(normalized, flat, strict=True):
+        assert ids.tolist() == hf.encode(text, add_special_tokens=False).ids + [EOD], text[:80]
+    nfd = "が\u3099か\u3099"  # (NFC: "がが")
+    assert tok.encode(nfd) != hf.encode(nfd, add_special_tokens=False).ids
+    assert QwenTokenizer(qwen_tokenizer_dir, "fastokens").encode(nfd) == hf.encode(nfd, add_special_tokens=False).ids
+
+
+def test_nfc_input_keeps_any_other_normalizer(qwen_tokenizer_dir, tmp_path):
+    """Only a normalizer that is exactly NFC is taken out; another (here NFC inside a Sequence, which
+    fastokens reads too) stays, the file used as is."""
+    from tokenizers import Tokenizer
+
+    spec = json.loads((qwen_tokenizer_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    spec["normalizer"] = {"type": "Sequence", "normalizers": [{"type": "NFC"}]}
+    (tmp_path / "tokenizer.json").write_text(json.dumps(spec), encoding="utf-8")
+    tok = QwenTokenizer(tmp_path, "fastokens", nfc_input=True)
+    assert not tok.skips_nfc
+    hf = Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    hf.encode_special_tokens = True
+    text = "が\u3099か\u3099"  # not NFC: the normalizer composes it
+    assert tok.encode(text) == hf.encode(text, add_special_tokens=False).ids
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_array_and_batch_encodings_equal_list_encoding(tokenizers, backend, texts, reference):
     """What the writer stores (int32 arrays, one call per text or one batch) is the ids + EOD."""
