@@ -27,6 +27,7 @@ from typing import Any
 from jpqwen.data.config import DataConfig, data_config, usable_cores
 from jpqwen.data.corpus import CorpusJob, Pass1Workers, prepare_corpus, write_corpus
 from jpqwen.data.filters import DocLengthRule, build_rules
+from jpqwen.data.normalize import NORMALIZE_VERSION
 from jpqwen.data.report import corpus_card, write_card
 from jpqwen.data.shards import EXACT_HASH, Profile
 from jpqwen.data.sources import english_files, resolve_source
@@ -182,6 +183,7 @@ def run(args: argparse.Namespace, cfg: dict, work: WorkDir) -> int:
         "minhash": _minhash_version(dc),
         # the exact-duplicate hash also picks the hash split: another one is another output (and shard cache)
         "exact_hash": EXACT_HASH,
+        "normalize": NORMALIZE_VERSION,  # the order of normalize's steps (another order, other texts)
     }
     inputs = {"ja": [f.stat_key() + [f.validation] for f in ja_files], "en": [f.stat_key() for f in en_files]}
     stage = Stage("data", work, identity, inputs, force=getattr(args, "force", False))
