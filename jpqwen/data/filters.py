@@ -588,8 +588,9 @@ def first_failures(
     np.cumsum(sizes, out=offsets[1:])
     cp = np.concatenate(codepoints) if codepoints else np.zeros(0, dtype=np.uint32)
     urls = np.zeros(len(texts))
-    if (kinds == UrlRatioRule.kind).any():
-        urls = np.array([url_ratio(t) for t in texts], dtype=np.float64)
+    if (kinds == UrlRatioRule.kind).any():  # (Python's regex only for the texts that may have a URL)
+        for i in np.flatnonzero(kernels().url_hints(cp, offsets)).tolist():
+            urls[i] = url_ratio(texts[i])
     room = np.empty(cp.size if minhash_n > 0 else 0, dtype=np.uint64)  # (numpy: see batch_rules)
     fail, score, grams, gram_off = kernels().batch_rules(
         cp, offsets, _flags(), _scratch(), kinds, ns, lows, highs, urls, minhash_n, room

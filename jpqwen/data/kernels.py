@@ -372,6 +372,25 @@ def flags_table(ranges: list[tuple[int, int]]) -> np.ndarray:
     return table
 
 
+@numba.njit(cache=True, nogil=True)
+def url_hints(cp, offsets):
+    """Per text (``cp[offsets[k]:offsets[k+1]]``): whether it contains "://" or "www.", without which
+    filters.url_ratio is 0 (its plain-Python test, two substring searches, cost ~0.45 ms per MB)."""
+    out = np.zeros(offsets.size - 1, dtype=np.bool_)
+    for k in range(offsets.size - 1):
+        b = offsets[k + 1]
+        for i in range(offsets[k], b - 2):
+            c = cp[i]
+            if c == 58:  # ":"
+                if cp[i + 1] == 47 and cp[i + 2] == 47:  # "//"
+                    out[k] = True
+                    break
+            elif c == 119 and i + 3 < b and cp[i + 1] == 119 and cp[i + 2] == 119 and cp[i + 3] == 46:  # www.
+                out[k] = True
+                break
+    return out
+
+
 def warm_up(flags: np.ndarray) -> None:
     """Compile (or load from the cache) the kernels the local executor calls: the normalizer's check,
     every rule of a chunk at once, and the n-gram hashes. The one-text-at-a-time kernels (NeMo
@@ -380,6 +399,7 @@ def warm_up(flags: np.ndarray) -> None:
     cp = np.frombuffer("ab。\nab。".encode("utf-32-le"), dtype=np.uint32)
     ngram_hashes(cp, 2)
     needs_normalizing(cp, flags, True, True, 3)
+    url_hints(cp.copy(), np.array([0, cp.size]))
     one = np.ones(1, dtype=np.int64)
     nan = np.full(1, np.nan)
     # (writable code points, as first_failures concatenates them: numba compiles per array mutability)

@@ -386,3 +386,22 @@ def test_minhash_bands_from_packed_ngrams_equal_bands_from_texts():
         packed = (grams, np.append(offsets[:-1][cand], offsets[-1]))
         assert "あい" not in texts or "あい" in kept
         assert hasher.bands_many(kept, packed).tolist() == hasher.bands_many(kept).tolist()
+
+
+def test_url_hints_kernel_equals_substring_tests():
+    """first_failures runs url_ratio's regex only where the kernel finds "://" or "www.": the same
+    texts as Python's two substring tests, at every position (start, middle, end, cut short)."""
+    import numpy as np
+
+    from jpqwen.data.filters import kernels
+
+    rng = random.Random(3)
+    texts = ["", "w", "www", "www.", "://", ":/", "a://", "xwww.", "ww.w", "http://x", "見る www.example.jp"]
+    pieces = [":", "/", "w", ".", "あ", "a", ":/", "ww", "://", "www."]
+    texts += ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 8))) for _ in range(3000)]
+    cps = [np.frombuffer(t.encode("utf-32-le"), dtype=np.uint32) for t in texts]
+    offsets = np.concatenate(([0], np.cumsum([c.size for c in cps]))).astype(np.int64)
+    got = kernels().url_hints(np.concatenate(cps), offsets).tolist()
+    want = [("://" in t or "www." in t) for t in texts]
+    assert got == want
+    assert 300 < sum(want) < 2900  # both outcomes well represented
