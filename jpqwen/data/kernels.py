@@ -373,6 +373,15 @@ def flags_table(ranges: list[tuple[int, int]]) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
+def count_newlines(data):
+    """``bytes.count(b"\\n")`` of a uint8 view (the reader's line numbers): ~5x faster here."""
+    n = 0
+    for i in range(data.size):
+        n += data[i] == 10
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
 def url_hints(cp, offsets):
     """Per text (``cp[offsets[k]:offsets[k+1]]``): whether it contains "://" or "www.", without which
     filters.url_ratio is 0 (its plain-Python test, two substring searches, cost ~0.45 ms per MB)."""
@@ -400,6 +409,7 @@ def warm_up(flags: np.ndarray) -> None:
     ngram_hashes(cp, 2)
     needs_normalizing(cp, flags, True, True, 3)
     url_hints(cp.copy(), np.array([0, cp.size]))
+    count_newlines(np.frombuffer(b"a\n", dtype=np.uint8))
     one = np.ones(1, dtype=np.int64)
     nan = np.full(1, np.nan)
     # (writable code points, as first_failures concatenates them: numba compiles per array mutability)

@@ -16,6 +16,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
+from jpqwen.data.filters import kernels
 from jpqwen.data.sources import InputFile
 
 
@@ -71,7 +74,7 @@ def _file_chunks(inp: InputFile, file_index: int, index: int, limit: int, report
         pieces, size = [], 0
         chunk = Chunk(index, file_index, str(inp.path), inp.validation, first_line, data)
         index += 1
-        first_line += data.count(b"\n")
+        first_line += int(kernels().count_newlines(np.frombuffer(data, dtype=np.uint8)))
         report.bytes_read += len(data)
         return chunk
 
