@@ -39,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+import unicodedata
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -220,15 +221,19 @@ def raw_tokenizer(corpus: Path, tokenizer: Path, megabytes: float = 8.0) -> dict
     # <backend>_batch: encode_documents_flat over the texts of a chunk (8 MB, the pipeline's default chunk_mb):
     # what pass 1 calls per chunk (one fastokens call for all); <backend>_array: encode_document_array
     # (int32 ids + EOD, one call per text); <backend>: encode (a list of ids)
-    for name, backend, method in (
-        ("fastokens_batch", "fastokens", "encode_documents_flat"),
-        ("fastokens_array", "fastokens", "encode_document_array"),
-        ("fastokens", "fastokens", "encode"),
-        ("tiktoken_array", "tiktoken", "encode_document_array"),
-        ("tiktoken", "tiktoken", "encode"),
-        ("hf", "hf", "encode"),
+    # (the texts are NFC, as pass 1 hands them over: <backend>_batch_nfc_input runs fastokens without the
+    # tokenizer's own NFC normalizer, which pass 1 does since normalize has made every text NFC)
+    texts = [unicodedata.normalize("NFC", t) for t in texts]
+    for name, backend, method, nfc_input in (
+        ("fastokens_batch_nfc_input", "fastokens", "encode_documents_flat", True),
+        ("fastokens_batch", "fastokens", "encode_documents_flat", False),
+        ("fastokens_array", "fastokens", "encode_document_array", False),
+        ("fastokens", "fastokens", "encode", False),
+        ("tiktoken_array", "tiktoken", "encode_document_array", False),
+        ("tiktoken", "tiktoken", "encode", False),
+        ("hf", "hf", "encode", False),
     ):
-        tok = QwenTokenizer(tokenizer, backend)
+        tok = QwenTokenizer(tokenizer, backend, nfc_input=nfc_input)
         fn = getattr(tok, method)
         batch = method == "encode_documents_flat"
         fn(["warm up"]) if batch else fn("warm up")
@@ -299,7 +304,7 @@ def stage_profile(corpus: Path, tokenizer: Path, backend: str, megabytes: float 
     dc = DataConfig()
     filters = build_rules(dc.filters)  # as the local executor runs them
     hasher = MinHasher(dc.near_dedup)
-    tok = QwenTokenizer(tokenizer, backend)
+    tok = QwenTokenizer(tokenizer, backend, nfc_input=dc.normalize.nfc)  # as pass 1 builds it
     warm_up()  # numba compile time is start-up, not throughput
     import gc
 
@@ -375,8 +380,11 @@ def markdown(r: dict) -> str:
     backend = r.get("tokenizer_backend", "tiktoken")
     ref_name, ref = tokenizer_reference(tok, backend)
     calls = {
-        "fastokens_batch": "fastokens `encode_documents_flat`: one `encode_batch_flat` call per 8 MB chunk, int32 + EOD "
-        "(what pass 1 calls)",
+        "fastokens_batch_nfc_input": "fastokens `encode_documents_flat` without tokenizer.json's NFC normalizer "
+        "(`nfc_input`: what pass 1 calls, on the NFC text normalize hands it): one `encode_batch_flat` call per "
+        "8 MB chunk, int32 + EOD",
+        "fastokens_batch": "fastokens `encode_documents_flat` with its NFC normalizer, one call per 8 MB chunk "
+        "(what pass 1 called until 2026-11-28)",
         "fastokens_array": "fastokens `encode_document_array`, one call per document",
         "fastokens": "fastokens `encode`, a list of ids",
         "tiktoken_array": "tiktoken `encode_document_array` (`encode_to_numpy` + EOD)",
