@@ -191,11 +191,11 @@ def stats_of(text: str) -> TextStats:
     return st
 
 
-def needs_normalizing(text: str, strip_control: bool, collapse_spaces: bool, blank_run: int) -> bool:
+def needs_normalizing(text: str, nfc: bool, strip_control: bool, collapse_spaces: bool, blank_run: int) -> bool:
     """normalize's fast check (kernels.needs_normalizing) on ``text``, whose code points the
     filters then reuse (``text`` is the next one they score when it needs no change)."""
     cp = stats_of(text).codepoints
-    return bool(kernels().needs_normalizing(cp, _flags(), strip_control, collapse_spaces, blank_run))
+    return bool(kernels().needs_normalizing(cp, _flags(), nfc, strip_control, collapse_spaces, blank_run))
 
 
 def _dup_fraction(count: int, chars: int, dup: int, dup_chars: int) -> tuple[float, float]:

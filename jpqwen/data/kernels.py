@@ -55,6 +55,10 @@ IS_WHITESPACE = 8  # str.isspace(): what str.strip() removes
 IS_TERMINATOR = 16  # 。．！？!?  (sentence end)
 IS_CONTROL = 32  # what normalize's strip_control removes (C0/C1 except \t \n \r, zero-width, BOM)
 IS_BLANK = 64  # \t and U+00A0: what collapse_spaces turns into " " even alone
+NFC_CHECK = 128  # may make a text not NFC: combining class > 0, changed by NFC, or composes with a char before it
+# every code point with NFC_CHECK is below this (Unicode 14: 0x2FA1D is the last with a decomposition;
+# a test scans the whole range)
+NFC_CHECK_END = 0x30000
 
 
 @numba.njit(cache=True, nogil=True)
@@ -308,10 +312,11 @@ def text_profile(cp, flags, scratch):
 
 
 @numba.njit(cache=True, nogil=True)
-def needs_normalizing(cp, flags, strip_control, collapse_spaces, blank_run):
-    """True when normalize's steps after NFC could change the text of these code points
-    (an NFC text without \\r): a control char, a tab/NBSP, two spaces in a row or a space next
-    to a line break, whitespace at either end, or ``blank_run`` (> 0) line breaks in a row."""
+def needs_normalizing(cp, flags, nfc, strip_control, collapse_spaces, blank_run):
+    """False when none of normalize's steps can change the text of these code points: with ``nfc``,
+    no NFC_CHECK character (so the text is NFC); no \\r; no control char, tab/NBSP, two spaces in a
+    row or space next to a line break, whitespace at either end, or ``blank_run`` (> 0) line
+    breaks in a row. True means: run the steps."""
     n = cp.size
     if n == 0:
         return False
@@ -324,6 +329,8 @@ def needs_normalizing(cp, flags, strip_control, collapse_spaces, blank_run):
         if c == 13:
             return True
         f = flags[c]
+        if nfc and f & NFC_CHECK:
+            return True
         if strip_control and f & IS_CONTROL:
             return True
         if collapse_spaces:
@@ -369,7 +376,32 @@ def flags_table(ranges: list[tuple[int, int]]) -> np.ndarray:
         table[c] |= IS_CONTROL  # == normalize._CONTROL (a test compares them)
     for c in "\t\u00a0":
         table[ord(c)] |= IS_BLANK
+    for c in nfc_check_points():
+        table[c] |= NFC_CHECK
     return table
+
+
+def nfc_check_points(end: int = NFC_CHECK_END) -> list[int]:
+    """The code points below ``end`` that may make a text not NFC: a superset of those whose NFC quick
+    check is not Yes (UAX #15) plus the combining marks (whose order NFC checks). A text without any
+    is NFC. Non-zero combining class; changed by NFC on its own (singletons, composition exclusions,
+    non-starter decompositions); the second of a two-character canonical decomposition (it may
+    compose with the character before it); Hangul medial vowels and final consonants."""
+    import unicodedata
+
+    out = set(range(0x1161, 0x1176)) | set(range(0x11A8, 0x11C3))  # Hangul V and T jamo
+    for c in range(end):
+        ch = chr(c)
+        if unicodedata.combining(ch):
+            out.add(c)
+        d = unicodedata.decomposition(ch)
+        if d and not d.startswith("<"):  # canonical
+            if unicodedata.normalize("NFC", ch) != ch:
+                out.add(c)
+            parts = d.split()
+            if len(parts) == 2:
+                out.add(int(parts[1], 16))
+    return sorted(out)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -407,7 +439,7 @@ def warm_up(flags: np.ndarray) -> None:
     cache takes ~10 CPU-s (batch_rules: numba types and optimizes its callees again within it)."""
     cp = np.frombuffer("ab。\nab。".encode("utf-32-le"), dtype=np.uint32)
     ngram_hashes(cp, 2)
-    needs_normalizing(cp, flags, True, True, 3)
+    needs_normalizing(cp, flags, True, True, True, 3)
     url_hints(cp.copy(), np.array([0, cp.size]))
     count_newlines(np.frombuffer(b"a\n", dtype=np.uint8))
     one = np.ones(1, dtype=np.int64)

@@ -35,11 +35,13 @@ def _blank_run(limit: int) -> re.Pattern:
 
 
 def normalize_text(text: str, cfg: NormalizeConfig) -> str:
-    # Most texts need no change: an NFC text that one numba scan of its code points finds clean
-    # comes back as the same object, and the filters reuse those code points (filters.stats_of).
-    if (not cfg.nfc or unicodedata.is_normalized("NFC", text)) and not needs_normalizing(
-        text, cfg.strip_control, cfg.collapse_spaces, cfg.max_blank_lines + 2 if cfg.max_blank_lines >= 0 else 0
-    ):
+    # Most texts need no change: one numba scan of the code points finds that (no character that NFC
+    # could change or compose, nothing the other steps touch), the text comes back as the same
+    # object, and the filters reuse those code points (filters.stats_of).
+    if not isinstance(text, str):
+        raise TypeError(f"normalize_text takes a str, not {type(text).__name__}")
+    blank_run = cfg.max_blank_lines + 2 if cfg.max_blank_lines >= 0 else 0
+    if not needs_normalizing(text, cfg.nfc, cfg.strip_control, cfg.collapse_spaces, blank_run):
         return text
     return _normalize_slow(text, cfg)
 

@@ -52,9 +52,11 @@ def _texts() -> list[str]:
     for path in sorted((SAMPLE_DIR / "ja_wiki").glob("*.jsonl")):
         for raw in path.read_bytes().split(b"\n"):
             try:
-                out.append(normalize_text(json.loads(raw)["text"], NormalizeConfig()))
+                text = json.loads(raw)["text"]
             except (ValueError, KeyError, TypeError):
                 continue
+            if isinstance(text, str):  # (the planted malformed lines are quarantined before normalize)
+                out.append(normalize_text(text, NormalizeConfig()))
     rng = random.Random(0)
     out += ["".join(rng.choice("あいうアイ漢字") for _ in range(rng.randint(0, 300))) for _ in range(30)]
     out += ["", "a", "ああああああああああ", "abcabcabcabc" * 5]
@@ -313,9 +315,38 @@ def test_normalizer_fast_path_on_every_setting():
         NormalizeConfig(nfc=False, strip_control=False, collapse_spaces=False, max_blank_lines=-1),
     ]
     extra = ["a \nb", "a\n b", "a  b", " a", "a ", "\u3000a", "a\u3000", "a\x85b", "e\u0301", "a\n\n\n\n\nb", ""]
+    extra += ["\u212b", "\u0958", "\u0344", "\u1100\u1161", "\uac00\u11a8", "か\u3099", "\u0301a", "a\u0323\u0301"]
     for t in _texts()[:60] + _tricky_texts() + extra:
-        for cfg in cfgs:
+        for cfg in [NormalizeConfig(), *cfgs]:
             assert normalize_text(t, cfg) == ref_normalize(t, cfg), (repr(t), cfg)
+
+
+def test_nfc_check_flags_cover_everything_nfc_could_change():
+    """normalize's fast path skips NFC for a text without an NFC_CHECK character, so a text of other
+    characters must always be NFC. Checked over the whole code point range, one character at a time,
+    and for every pair of unflagged characters that take part in a composition (both halves of
+    every canonical decomposition, the precomposed characters, Hangul jamo and syllables, kana)."""
+    import unicodedata
+
+    from jpqwen.data.filters import kernels
+
+    k = kernels()
+    flagged = set(k.nfc_check_points(0x110000))
+    assert flagged == set(k.nfc_check_points())  # none above NFC_CHECK_END
+    assert all(unicodedata.is_normalized("NFC", chr(c)) for c in range(0x110000) if c not in flagged)
+    parts = set(range(0x1100, 0x1200)) | set(range(0xAC00, 0xAC40)) | set(range(0x3041, 0x3100))
+    for c in range(0x30000):
+        d = unicodedata.decomposition(chr(c))
+        if d and not d.startswith("<"):
+            parts |= {c, *(int(x, 16) for x in d.split())}
+    pool = sorted(parts - flagged)
+    assert len(pool) > 1000
+    chars = [chr(c) for c in pool]
+    for x in chars:
+        bad = [y for y in chars if not unicodedata.is_normalized("NFC", x + y)]
+        assert not bad, (hex(ord(x)), [hex(ord(y)) for y in bad[:5]])
+    table = jfilters._flags()
+    assert all(table[c] & k.NFC_CHECK for c in flagged) and sum(bool(v & k.NFC_CHECK) for v in table) == len(flagged)
 
 
 @pytest.mark.parametrize(
