@@ -425,8 +425,8 @@ def markdown(r: dict) -> str:
         startup = r.get("startup_cpu_s", {})
         lines += [
             "",
-            "Without the fixed start-up cost (imports of torch, megatron-core and NeMo Curator's base classes, the "
-            "tokenizer table, the data card), from the difference between the full corpus and its prefix, "
+            "Without the fixed start-up cost (ours: imports of torch and megatron-core, building the tokenizer, "
+            "loading the numba kernels, the data card; Megatron-LM's: its imports and tokenizer), from the difference between the full corpus and its prefix, "
             "MB per CPU-second: "
             + ", ".join(f"{k} {v}" for k, v in r["marginal_mb_per_cpu_s"].items())
             + ". Start-up, from the same two runs, CPU seconds: "
