@@ -10,9 +10,9 @@ Each rule is written once, as a plain class (``DocLengthRule``...: score, thresh
 NeMo Curator's ``score_document`` / ``keep_document`` API). Its ``DocumentFilter``
 (``DocLengthFilter``...) is the same class with NeMo Curator's base added, made on first
 use: NeMo Curator's ``doc_filter`` module imports its Dask dataset classes, pandas with
-them (~1 CPU-second), which the local executor never needs. It runs the rules
-(:func:`build_rules`), the curator executor and anyone importing a ``*Filter`` name the
-``DocumentFilter``s; both give the same scores and decisions.
+them (~1 CPU-second), which the local executor never needs. The local executor runs the
+rules (:func:`build_rules`); the curator executor, and anyone importing a ``*Filter`` name,
+get the ``DocumentFilter``s (:func:`build_filters`); both give the same scores and decisions.
 
 Character classes (Unicode blocks):
   hiragana U+3041-309F; katakana U+30A0-30FF, U+31F0-31FF, half-width U+FF66-FF9F;

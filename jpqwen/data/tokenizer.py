@@ -117,7 +117,6 @@ class QwenTokenizer:
         (bench/results/data.md). ``skips_nfc`` says whether it did. The other backends ignore it."""
         self.dir = Path(tokenizer_dir)
         self.backend = backend
-        self.nfc_input = nfc_input
         self.skips_nfc = False
         self.pid = os.getpid()  # the process that built it (see get_tokenizer)
         path = tokenizer_json(self.dir)
