@@ -10,13 +10,13 @@ incomplete (the stage then fails naming it).
 
 from __future__ import annotations
 
-import gzip
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from isal import igzip, isal_zlib
 
 from jpqwen.data.filters import kernels
 from jpqwen.data.sources import InputFile
@@ -40,13 +40,22 @@ class ReadReport:
 
 def _open(path: Path):
     if path.name.endswith(".gz"):
-        return gzip.open(path, "rb")
+        # ISA-L's inflate (python-isal; gzip's API and errors, plus IsalError for bad deflate data):
+        # 1.2 ms per MB of text here against zlib's 3.7-4.9, on the main process's critical path
+        return igzip.open(path, "rb")
     return open(path, "rb")
+
+
+# what a damaged or cut-short .gz raises while it is read
+_DAMAGED = (EOFError, OSError, zlib.error, isal_zlib.error)
 
 
 # bytes per read: read1 returns what one raw read (or one decompressor step) gave, so an error
 # later in the file never takes back data that was already returned
 _READ = 1 << 22
+# from a .gz: ISA-L inflates up to that much per call, and a call that meets damage returns nothing,
+# so smaller steps keep more of the lines before the damage (same speed: 1.18 ms per MB either way)
+_READ_GZ = 1 << 17
 
 
 def iter_chunks(files: list[InputFile], chunk_bytes: int, report: ReadReport) -> Iterator[Chunk]:
@@ -80,7 +89,8 @@ def _file_chunks(inp: InputFile, file_index: int, index: int, limit: int, report
 
     try:
         with _open(inp.path) as fh:
-            while block := fh.read1(_READ):
+            step = min(_READ, _READ_GZ) if inp.path.name.endswith(".gz") else _READ
+            while block := fh.read1(step):
                 view = memoryview(block)
                 while view:
                     end = block.find(b"\n", len(block) - len(view) + max(limit - size, 0))
@@ -93,7 +103,7 @@ def _file_chunks(inp: InputFile, file_index: int, index: int, limit: int, report
                     view = view[cut:]
         if size and pieces[-1][-1] != 0x0A:
             pieces.append(memoryview(b"\n"))
-    except (EOFError, OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+    except _DAMAGED as exc:  # gzip.BadGzipFile (which igzip raises too) is an OSError
         # the line the damage cut short is no document
         while pieces and (keep := bytes(pieces[-1]).rfind(b"\n")) < 0:
             pieces.pop()

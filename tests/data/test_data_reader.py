@@ -65,6 +65,29 @@ def test_damaged_gzip_keeps_the_whole_lines_before_the_damage(tmp_path):
     assert f"after line {kept};" in report.incomplete[str(path)]
 
 
+def test_any_damage_inside_a_gzip_stream_marks_the_file_incomplete(tmp_path):
+    """Bytes flipped anywhere inside the compressed data: the reader (ISA-L's inflate) either hits
+    bad deflate data (IsalError, not an OSError) or a CRC mismatch at the end; either way no exception
+    escapes and the file is reported incomplete (the stage then fails naming it)."""
+    rng = random.Random(11)
+    lines = _lines(rng, 3000)
+    blob = gzip.compress(b"".join(line + b"\n" for line in lines))
+    kinds = set()
+    for k in range(30):
+        damaged = bytearray(blob)
+        for _ in range(20):
+            i = rng.randrange(20, len(damaged) - 20)
+            damaged[i] ^= rng.randrange(1, 256)
+        path = tmp_path / f"damaged{k}.jsonl.gz"
+        path.write_bytes(bytes(damaged))
+        report = ReadReport()
+        chunks = list(iter_chunks([InputFile(path, validation=False)], 5000, report))
+        assert str(path) in report.incomplete, k
+        assert all(c.data.endswith(b"\n") for c in chunks)
+        kinds.add(report.incomplete[str(path)].split(":")[0])
+    assert {"IsalError", "BadGzipFile"} <= kinds  # both ways a damaged stream shows
+
+
 @pytest.mark.parametrize("chunk_bytes", [19, 20, 21])
 def test_a_line_ending_exactly_at_the_chunk_size_closes_the_chunk(tmp_path, monkeypatch, chunk_bytes):
     monkeypatch.setattr(reader, "_READ", 7)
