@@ -484,7 +484,7 @@ def build_filters(cfg: FilterConfig) -> list[JapaneseRule]:
 
 def as_document_filter(rule: JapaneseRule) -> JapaneseRule:
     """``rule`` as its NeMo Curator ``DocumentFilter`` (the same thresholds); one already is as it is."""
-    if type(rule).__dict__.get("_rule_of") is not None or isinstance(rule, _document_filters()["DocumentFilter"]):
+    if isinstance(rule, _document_filters()["DocumentFilter"]):
         return rule
     if type(rule) not in _RULE_CLASSES.values():
         raise TypeError(f"{type(rule).__name__} is not one of the Japanese rules and not a DocumentFilter")
@@ -554,7 +554,8 @@ def __getattr__(name: str):  # PEP 562: DocLengthFilter & co. are made on first 
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _kernel_kind(f: object) -> bool:
+def _kernel_knows(f: object) -> bool:
+    """Whether ``f`` is exactly one of the rules kernels.batch_rules implements, or its DocumentFilter."""
     cls = type(f)
     return cls in _RULE_CLASSES.values() or cls.__dict__.get("_rule_of") in _RULE_CLASSES.values()
 
@@ -562,7 +563,7 @@ def _kernel_kind(f: object) -> bool:
 def _rule_plan(filters: list[JapaneseRule]) -> tuple[np.ndarray, ...] | None:
     """The filters as kernels.batch_rules' arrays (kinds, ns, lows, highs; NaN = no bound), or None
     when one of them is not a rule the kernel knows (a subclass or another DocumentFilter)."""
-    if not all(_kernel_kind(f) for f in filters):
+    if not all(_kernel_knows(f) for f in filters):
         return None
     kinds = np.array([f.kind for f in filters], dtype=np.int64)
     ns = np.array([f.n for f in filters], dtype=np.int64)
