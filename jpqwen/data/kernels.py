@@ -434,7 +434,7 @@ def url_hints(cp, offsets):
 
 def warm_up(flags: np.ndarray) -> None:
     """Compile (or load from the cache) the kernels the local executor calls: the normalizer's check,
-    every rule of a chunk at once, and the n-gram hashes. The one-text-at-a-time kernels (NeMo
+    every rule of a chunk at once, the n-gram hashes, the URL hints and the reader's line count. The one-text-at-a-time kernels (NeMo
     Curator's executor, ``TextStats``) compile on first use. The first compile into an empty
     cache takes ~10 CPU-s (batch_rules: numba types and optimizes its callees again within it)."""
     cp = np.frombuffer("ab。\nab。".encode("utf-32-le"), dtype=np.uint32)
