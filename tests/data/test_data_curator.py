@@ -103,3 +103,30 @@ def test_local_filter_path_agrees_with_scores_one_by_one():
                 None,
             )
             assert first_failure(text, filters) == want
+
+
+def test_document_filters_unpickle_in_a_fresh_process():
+    """Dask ships the DocumentFilters to its worker processes by pickle; there the classes are made
+    on first use (filters' module __getattr__), with the same thresholds and scores."""
+    import pickle
+    import subprocess
+    import sys
+
+    filters = build_filters(FilterConfig())
+    text = "日本語の文章です。" * 60
+    script = (
+        "import pickle, sys\n"
+        "fs = pickle.loads(sys.stdin.buffer.read())\n"
+        "from nemo_curator.filters import DocumentFilter\n"
+        "assert all(isinstance(f, DocumentFilter) for f in fs)\n"
+        f"print([(type(f).__name__, f.args(), f.score_document({text!r})) for f in fs])\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", script],
+        input=pickle.dumps(filters),
+        capture_output=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr.decode()[-2000:]
+    want = [(type(f).__name__, f.args(), f.score_document(text)) for f in filters]
+    assert out.stdout.decode().strip() == repr(want)
