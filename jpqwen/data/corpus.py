@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from jpqwen.data import dedup
 from jpqwen.data.filters import warm_up
-from jpqwen.data.reader import Chunk, ReadReport, iter_chunks
+from jpqwen.data.reader import Chunk, ChunkRef, ReadReport, iter_chunks
 from jpqwen.data.shards import (
     STATUS_CANDIDATE,
     STATUS_QUARANTINED,
@@ -114,8 +114,10 @@ def _pass1_tokenizer(tokenizer_dir: str, backend: str, profile: Profile) -> Qwen
     return get_tokenizer(tokenizer_dir, backend, nfc_input=profile.normalize.nfc)
 
 
-def _pass1_task(args: tuple[Chunk, Profile, Path]) -> dict:
+def _pass1_task(args: tuple[Chunk | ChunkRef, Profile, Path]) -> dict:
     chunk, profile, shards = args
+    if isinstance(chunk, ChunkRef):  # (a worker reads its chunk of a plain file itself)
+        chunk = chunk.load()
     hashers = _WORKER["hashers"]
     if profile.name not in hashers:
         hashers[profile.name] = MinHasher(profile.near_dedup) if profile.near_dedup.enabled else None
@@ -251,7 +253,8 @@ def run_pass1(job: CorpusJob, result: CorpusResult, workers: Pass1Workers | None
             results: Iterable[dict] = (_pass1_task(t) for t in tasks)
         else:
             assert workers is not None
-            results = bounded_map(workers.pool(), _pass1_task, tasks, in_flight=2 * job.workers)
+            by_place = ((ChunkRef.of(chunk), profile, shards) for chunk, profile, shards in tasks)
+            results = bounded_map(workers.pool(), _pass1_task, by_place, in_flight=2 * job.workers)
         try:
             for summary in results:
                 docs += summary["documents"]

@@ -10,6 +10,7 @@ import pytest
 from jpqwen.data import reader
 from jpqwen.data.reader import ReadReport, iter_chunks
 from jpqwen.data.sources import InputFile
+from jpqwen.errors import InputError
 
 
 def _lines(rng: random.Random, count: int) -> list[bytes]:
@@ -131,3 +132,38 @@ def test_parse_chunk_counts_blank_lines_and_quarantines_the_rest_by_line():
     assert got[17][0] == "no 'text' field" and got[18][0].startswith("malformed JSON")
     assert got[19][0] == "invalid UTF-8 at byte 0" and got[22][0].startswith("malformed JSON")
     assert [p.excerpt for p in parsed if p.line == 18] == ["{bad"]
+
+
+def test_plain_file_chunks_know_their_place_and_load_back(tmp_path):
+    """A worker gets a plain file's chunk by place (ChunkRef) and reads the very bytes the main process
+    read; a .gz chunk and a last chunk whose line break was added have no place and go by value."""
+    from jpqwen.data.reader import ChunkRef
+
+    lines = _lines(random.Random(3), 300)
+    plain = tmp_path / "a.jsonl"
+    plain.write_bytes(b"".join(line + b"\n" for line in lines)[:-1])  # the last line without its \n
+    gz = tmp_path / "b.jsonl.gz"
+    gz.write_bytes(gzip.compress(b"".join(line + b"\n" for line in lines)))
+    files = [InputFile(plain, validation=False), InputFile(gz, validation=False)]
+    chunks = list(iter_chunks(files, 20_000, ReadReport()))
+    raw = plain.read_bytes()
+    mine = [c for c in chunks if c.path == str(plain)]
+    assert len(mine) > 5 and mine[-1].offset is None and mine[-1].data.endswith(b"\n")
+    for c in mine[:-1]:
+        assert raw[c.offset : c.offset + len(c.data)] == c.data
+        ref = ChunkRef.of(c)
+        assert isinstance(ref, ChunkRef) and ref.load() == c
+    assert all(c.offset is None and ChunkRef.of(c) is c for c in chunks if c.path == str(gz))
+    ref = ChunkRef.of(mine[1])
+
+    def flipped(at: int) -> bytes:
+        return raw[:at] + bytes([raw[at] ^ 1]) + raw[at + 1 :]
+
+    plain.write_bytes(flipped(mine[0].offset))  # another chunk's bytes changed: this one still loads
+    assert ref.load() == mine[1]
+    plain.write_bytes(flipped(mine[1].offset + len(mine[1].data) // 2))
+    with pytest.raises(InputError, match="changed while it was being read"):
+        ref.load()
+    plain.write_bytes(raw[: mine[1].offset + 10])  # cut short
+    with pytest.raises(InputError, match=str(plain)):
+        ref.load()
