@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from jpqwen.data import dedup
 from jpqwen.data.filters import warm_up
-from jpqwen.data.reader import Chunk, ChunkRef, ReadReport, iter_chunks
+from jpqwen.data.reader import Chunk, ChunkRef, ReadReport, is_gzip, iter_chunks
 from jpqwen.data.shards import (
     STATUS_CANDIDATE,
     STATUS_QUARANTINED,
@@ -215,7 +215,7 @@ class CorpusJob:
 
     def small(self) -> bool:
         """At most one chunk of plain files: a pool of workers would only add its start-up."""
-        return all(not f.path.name.endswith(".gz") for f in self.files) and (
+        return all(not is_gzip(f.path) for f in self.files) and (
             sum(f.path.stat().st_size for f in self.files) <= self.chunk_bytes
         )
 
