@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import gc
 import logging
+import mmap
 import multiprocessing as mp
 import os
+import queue
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -114,9 +116,9 @@ def _pass1_tokenizer(tokenizer_dir: str, backend: str, profile: Profile) -> Qwen
     return get_tokenizer(tokenizer_dir, backend, nfc_input=profile.normalize.nfc)
 
 
-def _pass1_task(args: tuple[Chunk | ChunkRef, Profile, Path]) -> dict:
+def _pass1_task(args: tuple[Chunk | ChunkRef | SlotRef, Profile, Path]) -> dict:
     chunk, profile, shards = args
-    if isinstance(chunk, ChunkRef):  # (a worker reads its chunk of a plain file itself)
+    if isinstance(chunk, ChunkRef | SlotRef):  # (a worker reads its chunk itself: from the file, or the ring)
         chunk = chunk.load()
     hashers = _WORKER["hashers"]
     if profile.name not in hashers:
@@ -152,22 +154,93 @@ def _load_for_pass1(job: CorpusJob, share_tokenizer: bool) -> None:
     gc.freeze()  # the imported stack is permanent: cyclic GC passes then skip it (~13 % of pass 1)
 
 
+class ChunkRing:
+    """Memory shared with the pass-1 workers (an anonymous shared mapping made before they fork, so
+    each inherits it), in ``slots`` slots of ``slot_bytes``: the main process copies an inflated
+    ``.gz`` chunk into a free slot and hands its worker the slot number (a :class:`SlotRef`); the
+    slot is free again once that task is done. Through the pool's pipe instead, a chunk cost ~2.5
+    CPU-ms per MB (pickled, written, read, unpickled); through a slot, two copies (~0.3). A chunk
+    larger than a slot (a last line longer than the slack) goes through the pipe."""
+
+    def __init__(self, slots: int, slot_bytes: int) -> None:
+        self.slot_bytes = slot_bytes
+        self.mem = mmap.mmap(-1, slots * slot_bytes)  # MAP_SHARED | MAP_ANONYMOUS: shared across fork
+        self._free: queue.SimpleQueue[int] = queue.SimpleQueue()
+        for slot in range(slots):
+            self._free.put(slot)
+
+    def put(self, data: bytes) -> int | None:
+        """A free slot (waiting for one) holding ``data``; None when it does not fit one."""
+        if len(data) > self.slot_bytes:
+            return None
+        slot = self._free.get()
+        start = slot * self.slot_bytes
+        self.mem[start : start + len(data)] = data
+        return slot
+
+    def release(self, slot: int) -> None:
+        self._free.put(slot)
+
+    def read(self, slot: int, length: int) -> bytes:
+        start = slot * self.slot_bytes
+        return self.mem[start : start + length]
+
+    def close(self) -> None:
+        self.mem.close()
+
+
+_RING: dict[str, ChunkRing] = {}  # "pass1": this process tree's ring (a worker's came with the fork)
+
+
+@dataclass(frozen=True)
+class SlotRef:
+    """A ``.gz`` chunk in a :class:`ChunkRing` slot: the chunk without its bytes, where they are."""
+
+    chunk: Chunk  # data=b""
+    slot: int
+    length: int
+
+    @classmethod
+    def of(cls, chunk: Chunk, ring: ChunkRing) -> SlotRef | Chunk:
+        slot = ring.put(chunk.data)
+        if slot is None:
+            return chunk
+        return cls(replace(chunk, data=b""), slot, len(chunk.data))
+
+    def load(self) -> Chunk:
+        return replace(self.chunk, data=_RING["pass1"].read(self.slot, self.length))
+
+
 @dataclass
 class Pass1Workers:
     """The worker processes of pass 1, shared by both corpora (each builds the tokenizer once), started
-    on first use: after this process has loaded what they inherit through the fork."""
+    on first use: after this process has loaded what they inherit through the fork (the chunk ring
+    included: ``chunk_bytes`` sizes its slots)."""
 
     count: int
     tokenizer_dir: str
     tokenizer_backend: str
+    chunk_bytes: int = 8 << 20
     _pool: ProcessPoolExecutor | None = None
 
     @property
     def started(self) -> bool:
         return self._pool is not None
 
+    @property
+    def in_flight(self) -> int:
+        """Tasks queued at most: two per worker, so none waits for its next chunk."""
+        return 2 * self.count
+
+    @property
+    def ring(self) -> ChunkRing:
+        self.pool()
+        return _RING["pass1"]
+
     def pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
+            # slack: a chunk ends at the first line break past chunk_bytes
+            _RING["pass1"] = ChunkRing(self.in_flight, self.chunk_bytes + (1 << 20))
             self._pool = _pool(self.count, _init_worker, (self.tokenizer_dir, self.tokenizer_backend))
         return self._pool
 
@@ -175,6 +248,7 @@ class Pass1Workers:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
+            _RING.pop("pass1").close()
 
 
 def _pool(workers: int, initializer: Callable | None = None, initargs: tuple = ()) -> ProcessPoolExecutor:
@@ -183,11 +257,22 @@ def _pool(workers: int, initializer: Callable | None = None, initargs: tuple = (
     return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=initializer, initargs=initargs)
 
 
-def bounded_map(pool: ProcessPoolExecutor, fn: Callable, items: Iterable, in_flight: int) -> Iterator[Any]:
-    """Like ``pool.map`` but pulls ``items`` lazily: at most ``in_flight`` tasks queued (bounded memory)."""
+def bounded_map(
+    pool: ProcessPoolExecutor,
+    fn: Callable,
+    items: Iterable,
+    in_flight: int,
+    on_done: Callable[[Any], None] | None = None,
+) -> Iterator[Any]:
+    """Like ``pool.map`` but pulls ``items`` lazily: at most ``in_flight`` tasks queued (bounded memory).
+    ``on_done(item)`` runs (in the pool's thread) as soon as ``item``'s task has finished, failed or
+    been cancelled."""
     pending: set[Future] = set()
     for item in items:
-        pending.add(pool.submit(fn, item))
+        fut = pool.submit(fn, item)
+        if on_done is not None:
+            fut.add_done_callback(lambda _, item=item: on_done(item))
+        pending.add(fut)
         if len(pending) >= in_flight:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
@@ -253,8 +338,18 @@ def run_pass1(job: CorpusJob, result: CorpusResult, workers: Pass1Workers | None
             results: Iterable[dict] = (_pass1_task(t) for t in tasks)
         else:
             assert workers is not None
-            by_place = ((ChunkRef.of(chunk), profile, shards) for chunk, profile, shards in tasks)
-            results = bounded_map(workers.pool(), _pass1_task, by_place, in_flight=2 * job.workers)
+            ring = workers.ring
+
+            def by_place(chunk: Chunk) -> Chunk | ChunkRef | SlotRef:
+                # a plain file's chunk as its place in the file; an inflated .gz chunk in a ring slot
+                return ChunkRef.of(chunk) if chunk.offset is not None else SlotRef.of(chunk, ring)
+
+            def release(task: tuple) -> None:
+                if isinstance(task[0], SlotRef):
+                    ring.release(task[0].slot)
+
+            refs = ((by_place(chunk), profile, shards) for chunk, profile, shards in tasks)
+            results = bounded_map(workers.pool(), _pass1_task, refs, workers.in_flight, on_done=release)
         try:
             for summary in results:
                 docs += summary["documents"]

@@ -217,7 +217,7 @@ def run(args: argparse.Namespace, cfg: dict, work: WorkDir) -> int:
     )
 
     # pass 1 (tokenizing included) + dedup of each corpus, then its datasets from what dedup keeps
-    pool = Pass1Workers(workers, str(tok_dir), dc.tokenizer_backend)  # one pool for both corpora
+    pool = Pass1Workers(workers, str(tok_dir), dc.tokenizer_backend, dc.chunk_bytes)  # one pool for both corpora
     try:
         ja = prepare_corpus(jobs["ja"], pool)
         if ja.incomplete:

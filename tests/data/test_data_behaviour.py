@@ -138,8 +138,8 @@ def test_interrupted_run_resumes_from_finished_shards(corpus, tmp_path, qwen_tok
     assert not (tmp_path / "w" / "data" / ".cache").exists()  # work files go once the stage is done
 
 
-@pytest.mark.parametrize("damage", ["truncated", "corrupt"])
-def test_broken_gzip_fails_naming_the_file(corpus, tmp_path, qwen_tokenizer_dir, capsys, damage):
+@pytest.mark.parametrize(("damage", "workers"), [("truncated", 1), ("corrupt", 1), ("corrupt", 2)])
+def test_broken_gzip_fails_naming_the_file(corpus, tmp_path, qwen_tokenizer_dir, capsys, damage, workers):
     src = tmp_path / "src"
     shutil.copytree(corpus, src)
     gz = sorted(src.glob("*.gz"))[0]
@@ -149,7 +149,9 @@ def test_broken_gzip_fails_naming_the_file(corpus, tmp_path, qwen_tokenizer_dir,
     else:
         mid = len(blob) // 2
         gz.write_bytes(blob[:mid] + bytes(b ^ 0x5A for b in blob[mid : mid + 64]) + blob[mid + 64 :])
-    rc = run_data(tmp_path / "w", f"data.tokenizer={qwen_tokenizer_dir}", source=str(src))
+    rc = run_data(
+        tmp_path / "w", f"data.tokenizer={qwen_tokenizer_dir}", "data.chunk_mb=0.03", source=str(src), workers=workers
+    )
     err = capsys.readouterr().err
     assert rc != 0
     assert str(gz) in err and "incomplete" in err

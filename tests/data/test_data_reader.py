@@ -167,3 +167,65 @@ def test_plain_file_chunks_know_their_place_and_load_back(tmp_path):
     plain.write_bytes(raw[: mine[1].offset + 10])  # cut short
     with pytest.raises(InputError, match=str(plain)):
         ref.load()
+
+
+def _load_in_worker(task: tuple) -> tuple[int, bytes, int]:
+    """A pass-1 worker's first step, alone: its chunk back, the bytes it got, its pid."""
+    import os
+    import time
+
+    from jpqwen.data.corpus import SlotRef
+
+    ref = task[0]
+    index = ref.chunk.index if isinstance(ref, SlotRef) else ref.index
+    time.sleep(index * 7 % 5 * 0.003)  # tasks finish out of order: a slot freed too early would show
+    chunk = ref.load() if isinstance(ref, SlotRef) else ref
+    if chunk.index == 5 and task[1] == "fail":
+        raise ValueError("task 5 fails")
+    return chunk.index, chunk.data, os.getpid()
+
+
+@pytest.mark.parametrize("outcome", ["ok", "fail"])
+def test_gz_chunks_reach_forked_workers_through_the_shared_ring(tmp_path, qwen_tokenizer_dir, outcome):
+    """An inflated .gz chunk goes to its worker in a slot of memory shared through the fork: the
+    worker reads exactly the chunk's bytes, however many more chunks than slots there are; a chunk
+    larger than a slot goes by value; every slot is free again once the tasks are done, those that
+    failed included."""
+    import os
+
+    from jpqwen.data.corpus import Pass1Workers, SlotRef, bounded_map
+
+    rng = random.Random(11)
+    lines = _lines(rng, 400)
+    lines[100] = "長".encode() * 4000  # 12 KB: longer than a slot (chunk_bytes 6000 + the slack below)
+    gz = tmp_path / "a.jsonl.gz"
+    gz.write_bytes(gzip.compress(b"".join(line + b"\n" for line in lines)))
+    chunks = list(iter_chunks([InputFile(gz, validation=False)], 6000, ReadReport()))
+    workers = Pass1Workers(2, str(qwen_tokenizer_dir), "fastokens", chunk_bytes=6000)
+    try:
+        ring = workers.ring
+        ring.slot_bytes = 8000  # (the real slack is 1 MB: shrink it so the long line overflows)
+        assert len(chunks) > 10 * workers.in_flight
+        by_value = [c.index for c in chunks if len(c.data) > ring.slot_bytes]
+        assert by_value and all(not isinstance(SlotRef.of(chunks[i], ring), SlotRef) for i in by_value)
+
+        def release(task: tuple) -> None:
+            if isinstance(task[0], SlotRef):
+                ring.release(task[0].slot)
+
+        tasks = ((SlotRef.of(c, ring), outcome) for c in chunks)
+        got = bounded_map(workers.pool(), _load_in_worker, tasks, workers.in_flight, on_done=release)
+        if outcome == "fail":
+            with pytest.raises(ValueError, match="task 5 fails"):
+                list(got)
+            workers.pool().shutdown(wait=True, cancel_futures=True)  # what the stage does on an error
+        else:
+            results = list(got)
+            assert sorted((i, data) for i, data, _ in results) == [(c.index, c.data) for c in chunks]
+            assert {pid for *_, pid in results} - {os.getpid()}  # loaded in the workers
+        free = []
+        while not ring._free.empty():
+            free.append(ring._free.get())
+        assert sorted(free) == list(range(workers.in_flight))
+    finally:
+        workers.close()
