@@ -122,3 +122,39 @@ def test_bench_data_targets_and_table_with_and_without_the_large_megatron_run(tm
     src.write_text(json.dumps(old), encoding="utf-8")
     assert main(["--from-json", str(src), "--out", str(tmp_path)]) == 0
     assert "| peak memory < 2 GB (process tree) | 800 MB | yes |" in (tmp_path / "data.md").read_text(encoding="utf-8")
+
+
+def test_bench_data_large_corpus_at_more_workers_and_gzipped(tmp_path):
+    """The large corpus at 2 workers too: its own end-to-end row against Megatron-LM at 2 workers;
+    the gzipped run (ours only: Megatron-LM's script reads plain jsonl) is listed but compared with
+    nothing, and the 1-worker rows stay as they were."""
+    from bench.data import compute_targets, large_name, large_runs, markdown
+
+    r = _bench_data_result(with_large_megatron=True)
+    before = {t["target"]: t for t in compute_targets(r, [1])}
+    assert large_name("jpqwen make data", 1000.4, 1) == "jpqwen make data (1000 MB corpus)"
+    for name, workers, cpu in (
+        (large_name("jpqwen make data", 1000, 2), 2, 40.0),
+        (large_name("Megatron-LM preprocess_data.py", 1000, 2), 2, 300.0),
+        (large_name("jpqwen make data", 1000, 2, gzipped=True), 2, 45.0),
+    ):
+        r["runs"].append(
+            {
+                **r["runs"][0],
+                "name": name,
+                "workers": workers,
+                "cpu_seconds": cpu,
+                "seconds": cpu,
+                "mb": 1000.0,
+                "mb_per_cpu_s": round(1000 / cpu, 3),
+            }
+        )
+    assert list(large_runs(r, "jpqwen make data", 2)) == ["1000"]  # not the gzipped run
+    assert large_runs(r, "jpqwen make data", 2)["1000"]["cpu_seconds"] == 40.0
+    targets = {t["target"]: t for t in compute_targets(r, [1])}
+    two = ">= 10x Megatron per core, end to end on a 1000 MB corpus (2 workers, MB per CPU-second)"
+    assert targets[two]["measured"] == f"{(1000 / 40) / (1000 / 300):.2f}x" == "7.50x"
+    assert {k: v for k, v in targets.items() if k != two} == before
+    assert "| jpqwen make data (1000 MB corpus gzipped, 2 workers) | 2 | 45.0 | 45.0 | 22.22 |" in markdown(
+        {**r, "targets": list(targets.values())}
+    )
