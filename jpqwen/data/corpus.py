@@ -158,9 +158,9 @@ class ChunkRing:
     """Memory shared with the pass-1 workers (an anonymous shared mapping made before they fork, so
     each inherits it), in ``slots`` slots of ``slot_bytes``: the main process copies an inflated
     ``.gz`` chunk into a free slot and hands its worker the slot number (a :class:`SlotRef`); the
-    slot is free again once that task is done. Through the pool's pipe instead, a chunk cost ~2.5
-    CPU-ms per MB (pickled, written, read, unpickled); through a slot, two copies (~0.3). A chunk
-    larger than a slot (a last line longer than the slack) goes through the pipe."""
+    slot is free again once that task is done. Through the pool's pipe instead, a chunk cost ~2.7
+    CPU-ms per MB in all (pickled, written, read, unpickled); through a slot, two copies (~0.4).
+    A chunk larger than a slot (a last line longer than the slack) goes through the pipe."""
 
     def __init__(self, slots: int, slot_bytes: int) -> None:
         self.slot_bytes = slot_bytes
