@@ -220,7 +220,7 @@ class Pass1Workers:
     count: int
     tokenizer_dir: str
     tokenizer_backend: str
-    chunk_bytes: int = 8 << 20
+    chunk_bytes: int
     _pool: ProcessPoolExecutor | None = None
 
     @property
