@@ -78,6 +78,17 @@ def ngram_hashes(cp, n):
     if m <= 0:
         return np.zeros(0, dtype=np.uint64)
     out = np.empty(m, dtype=np.uint64)
+    ngram_hashes_into(cp, n, out)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def ngram_hashes_into(cp, n, out):
+    """:func:`ngram_hashes` written into ``out[:cp.size - n + 1]`` (which must have room); returns
+    how many (0 when the text is shorter than one n-gram)."""
+    m = cp.size - n + 1
+    if m <= 0:
+        return 0
     mul = np.uint64(0x100000001B3)
     top = np.uint64(1)  # mul ** (n - 1)
     h = np.uint64(0)
@@ -89,7 +100,7 @@ def ngram_hashes(cp, n):
     for i in range(1, m):
         h = (h - np.uint64(cp[i - 1]) * top) * mul + np.uint64(cp[i + n - 1])
         out[i] = h
-    return out
+    return m
 
 
 @numba.njit(cache=True, nogil=True)
@@ -161,27 +172,35 @@ def lead_top_count(cp, n, lead):
 
 @numba.njit(cache=True, nogil=True)
 def repeat_cover(keys, n):
-    """Positions covered by n-grams (given by their hashes) that repeat an earlier one."""
-    size, shift = _table_size(keys.size)
+    """Positions covered by n-grams (given by their hashes) that repeat an earlier one. One table
+    of keys, 0 = empty (the key 0 has its own flag), at most 1/8 full: linear probing then ends at
+    the first slot almost always (~1.1 probes against ~2.5 at 1/2 full: 30 % less time, measured)."""
+    size, shift = _table_size(keys.size * 4)
     table = np.zeros(size, dtype=np.uint64)
-    used = np.zeros(size, dtype=np.bool_)
+    mask = size - 1
+    zero_seen = False
     covered = 0
     last = -n
     for i in range(keys.size):
         k = keys[i]
-        j = np.int64((k * np.uint64(0x9E3779B97F4A7C15)) >> shift)
-        seen = False
-        while used[j]:
-            if table[j] == k:
-                seen = True
-                break
-            j = (j + 1) & (size - 1)
+        if k == 0:
+            seen = zero_seen
+            zero_seen = True
+        else:
+            j = np.int64((k * np.uint64(0x9E3779B97F4A7C15)) >> shift)
+            while True:
+                t = table[j]
+                if t == k:
+                    seen = True
+                    break
+                if t == 0:
+                    table[j] = k
+                    seen = False
+                    break
+                j = (j + 1) & mask
         if seen:  # [i, i+n) repeats an earlier n-gram: add the part not covered yet
             covered += min(n, i - last)
             last = i
-        else:
-            used[j] = True
-            table[j] = k
     return covered
 
 
@@ -194,21 +213,40 @@ def _strip(cp, flags, a, b):
     return a, b
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _span_hash(cp, a, b):
+    """``(b - a)`` then ``cp[a:b]`` as a polynomial hash (mod 2**64), four code points a step: the
+    same value as one at a time (Horner's rule regrouped), with a quarter of the serial chain of
+    multiplies (half the time, measured)."""
+    mul = np.uint64(0x100000001B3)
+    m2 = mul * mul
+    m3 = m2 * mul
+    m4 = m2 * m2
+    h = np.uint64(b - a)
+    i = a
+    while i + 4 <= b:
+        h = h * m4 + (
+            np.uint64(cp[i]) * m3 + np.uint64(cp[i + 1]) * m2 + np.uint64(cp[i + 2]) * mul + np.uint64(cp[i + 3])
+        )
+        i += 4
+    while i < b:
+        h = h * mul + np.uint64(cp[i])
+        i += 1
+    return h
+
+
 @numba.njit(cache=True, nogil=True)
 def _repeats(cp, starts, ends, count):
     """(items equal to an earlier item, their chars): exact, via a hash table of the spans."""
     size, shift = _table_size(count)
     slot = np.full(size, -1, dtype=np.int64)
     hashes = np.zeros(max(count, 1), dtype=np.uint64)
-    mul = np.uint64(0x100000001B3)
     dup = 0
     dup_chars = 0
     for k in range(count):
         a = starts[k]
         b = ends[k]
-        h = np.uint64(b - a)
-        for i in range(a, b):
-            h = h * mul + np.uint64(cp[i])
+        h = _span_hash(cp, a, b)
         hashes[k] = h
         j = np.int64((h * np.uint64(0x9E3779B97F4A7C15)) >> shift)
         seen = False
@@ -512,7 +550,6 @@ def batch_rules(cp, offsets, flags, scratch, kinds, ns, lows, highs, url_scores,
         kanji = prof[N_KANJI]
         letters = hira + kata + kanji
         covers[:] = np.nan
-        mh = np.zeros(0, dtype=np.uint64)
         have_mh = False
         for r in range(kinds.size):
             kind = kinds[r]
@@ -558,10 +595,11 @@ def batch_rules(cp, offsets, flags, scratch, kinds, ns, lows, highs, url_scores,
                             break
                 if bounded:
                     continue
-                h = ngram_hashes(c, n)
-                if n == minhash_n:
-                    mh = h
+                if n == minhash_n:  # written where the packed MinHash tokens go (kept if the text passes)
+                    h = grams[pos : pos + ngram_hashes_into(c, n, grams[pos:])]
                     have_mh = True
+                else:
+                    h = ngram_hashes(c, n)
                 score = repeat_cover(h, n) / max(chars, 1)
                 covers[n] = score
             elif kind == R_MEAN_SENTENCE:
@@ -575,9 +613,9 @@ def batch_rules(cp, offsets, flags, scratch, kinds, ns, lows, highs, url_scores,
                 score_out[d] = score
                 break
         if fail[d] < 0 and minhash_n > 0:
-            if not have_mh:
-                mh = ngram_hashes(c, minhash_n)
-            grams[pos : pos + mh.size] = mh
-            pos += mh.size
+            if have_mh:
+                pos += max(chars - minhash_n + 1, 0)
+            else:
+                pos += ngram_hashes_into(c, minhash_n, grams[pos:])
         gram_off[d + 1] = pos
     return fail, score_out, grams[:pos], gram_off

@@ -7,6 +7,7 @@ import random
 import re
 from collections import Counter
 
+import numpy as np
 import pytest
 
 from jpqwen.data import filters as jfilters
@@ -75,6 +76,34 @@ def test_duplicate_ngram_matches_reference(n):
     f = DuplicateNgramFilter(n, 0.5)
     for t in _texts():
         assert f.score_document(t) == pytest.approx(ref_dup_cover(t, n)), t[:40]
+
+
+def test_repeat_cover_kernel_on_raw_keys():
+    """repeat_cover's hash table on keys that stress it: the key 0 (its empty-slot marker, kept
+    apart), keys that all land on one slot (linear probing wraps round the table) and random ones,
+    against the same definition over the keys themselves."""
+    from jpqwen.data.filters import kernels
+
+    def ref(keys: list[int], n: int) -> int:
+        seen: set[int] = set()
+        covered: set[int] = set()
+        for i, k in enumerate(keys):
+            if k in seen:
+                covered.update(range(i, i + n))
+            seen.add(k)
+        return len(covered)
+
+    rng = random.Random(3)
+    same_slot = [(j << 40) * 0x9E3779B97F4A7C15 % 2**64 for j in range(1, 9)]  # (not all one slot: wraps anyway)
+    cases = [[], [0], [0, 0], [0, 5, 0, 5], [7, 0, 7, 0, 0]]
+    cases += [[rng.choice([0, 1, 2**63, 2**64 - 1]) for _ in range(rng.randint(1, 40))] for _ in range(50)]
+    cases += [[rng.choice(same_slot + [0]) for _ in range(rng.randint(1, 60))] for _ in range(50)]
+    cases += [[rng.randrange(30) * 0x100000001B3 for _ in range(rng.randint(1, 500))] for _ in range(50)]
+    cases += [[rng.randrange(2**64) for _ in range(2000)] + [rng.randrange(2**64)] * 3]
+    for keys in cases:
+        for n in (1, 5, 10):
+            got = kernels().repeat_cover(np.array(keys, dtype=np.uint64), n)
+            assert got == ref(keys, n), (keys[:20], n)
 
 
 def test_quick_bounds_never_change_a_decision():
