@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -137,11 +139,41 @@ def test_nemo_pretraining_data_module_builds_from_our_prefixes(sample_run, nemo_
     assert sample["tokens"].shape == (64,)
 
 
-def test_bulk_append_and_merge_write_what_add_document_writes(tmp_path):
-    """writer.append_documents (one write for many documents) and merge_shards (the kept documents
-    of each part, read back by runs) give the same .bin/.idx bytes as megatron-core's own
-    add_document, one document at a time, on the documents they select."""
+def test_merge_names_a_part_shorter_than_its_index(tmp_path):
+    """A part's .bin cut short (a disk that filled up under it): the in-kernel copy runs out of
+    bytes and the merge fails naming that file, instead of writing a short dataset."""
     from jpqwen.data.writer import append_documents, indexed_dataset, merge_shards
+
+    builder = indexed_dataset().IndexedDatasetBuilder(str(tmp_path / "part.bin"), dtype=np.int32)
+    append_documents(builder, [np.arange(100, dtype=np.int32)], np.array([60, 40]))
+    builder.finalize(str(tmp_path / "part.idx"))
+    os.truncate(tmp_path / "part.bin", 300)
+    with pytest.raises(OSError, match="part.bin ends before byte 400"):
+        merge_shards([tmp_path / "part"], [np.array([True, True])], tmp_path / "merged")
+
+
+@pytest.mark.parametrize("copy", ["in kernel", "read and write", "kernel refuses midway"])
+def test_bulk_append_and_merge_write_what_add_document_writes(tmp_path, monkeypatch, copy):
+    """writer.append_documents (one write for many documents) and merge_shards (the kept documents
+    of each part, by runs: copied in the kernel, read and written, or in the kernel until the
+    system refuses, then read and written) give the same .bin/.idx bytes as megatron-core's own
+    add_document, one document at a time, on the documents they select."""
+    import errno
+    import os
+
+    from jpqwen.data.writer import append_documents, indexed_dataset, merge_shards
+
+    calls = []
+    if copy == "kernel refuses midway":  # the system's answer where it has no copy_file_range
+        real = os.copy_file_range
+
+        def refuse_after_two(*args):
+            calls.append(args)
+            if len(calls) > 2:
+                raise OSError(errno.EXDEV, "Invalid cross-device link")
+            return real(*args)
+
+        monkeypatch.setattr(os, "copy_file_range", refuse_after_two)
 
     builder_cls = indexed_dataset().IndexedDatasetBuilder
     rng = np.random.default_rng(0)
@@ -164,7 +196,9 @@ def test_bulk_append_and_merge_write_what_add_document_writes(tmp_path):
         append_documents(builder_cls(str(tmp_path / "bad.bin"), dtype=np.int32), [np.zeros(3, np.int32)], np.array([2]))
 
     selections = [np.array([1, 1, 0, 1, 0, 0, 1], dtype=bool), np.zeros(0, dtype=bool), rng.random(12) < 0.5]
-    got = merge_shards(prefixes, selections, tmp_path / "merged")
+    got = merge_shards(prefixes, selections, tmp_path / "merged", in_kernel=copy != "read and write")
+    if copy == "kernel refuses midway":
+        assert len(calls) == 3  # two runs of part 0 copied, then refused: that part and the rest read
     ref = builder_cls(str(tmp_path / "merged_ref.bin"), dtype=np.int32)
     picked = [d for docs, sel in zip(parts, selections, strict=True) for d, s in zip(docs, sel, strict=True) if s]
     for d in picked:
