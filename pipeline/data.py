@@ -12,7 +12,7 @@ import os
 
 # One BLAS thread, set before anything loads numpy: this stage makes no BLAS call and its parallelism
 # is its worker processes, but OpenBLAS starts a thread per core (and their buffers) when numpy and
-# scipy load it: ~0.4 CPU-s of every run here, measured.
+# scipy load it: ~0.3 CPU-s of every run here, measured.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from jpqwen.cli import base_parser, run_module  # noqa: E402

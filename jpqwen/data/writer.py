@@ -104,11 +104,14 @@ def append_byte_ranges(builder, src: Path, ranges: list[tuple[int, int]], length
     """Append the ``(offset, nbytes)`` ranges of the file ``src`` to the builder's ``.bin``, in the
     kernel (``os.copy_file_range``: one copy, page cache to page cache, instead of a read into a
     buffer and a write from it), and index them as the documents of ``lengths``. False where the
-    kernel or file system does not offer it: nothing indexed, the ``.bin``'s position back where it
+    system does not offer it (not Linux, another file system, an old kernel): nothing indexed, the ``.bin``'s position back where it
     was, for the caller to write the same ranges itself."""
     nbytes = sum(n for _, n in ranges)
     if nbytes != int(lengths.sum()) * np.dtype(builder.dtype).itemsize:
         raise ValueError(f"{src}: {nbytes} bytes given for documents of {int(lengths.sum())} tokens in all")
+    copy = getattr(os, "copy_file_range", None)  # (Linux only)
+    if copy is None:
+        return False
     out = builder.data_file
     out.flush()
     fd = out.fileno()
@@ -117,7 +120,7 @@ def append_byte_ranges(builder, src: Path, ranges: list[tuple[int, int]], length
         with open(src, "rb") as f:
             for offset, count in ranges:
                 while count > 0:
-                    n = os.copy_file_range(f.fileno(), fd, count, offset)
+                    n = copy(f.fileno(), fd, count, offset)
                     if n == 0:
                         raise OSError(errno.EIO, f"{src} ends before byte {offset + count} (a truncated part?)")
                     offset += n
