@@ -155,16 +155,51 @@ def run_measured(cmd: list[str], env: dict | None = None, cwd: Path | None = Non
     wall = time.time() - t0
     usage1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     # CPU seconds of the whole process tree (waited-for children included): robust to other load on the machine
-    cpu = (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime)
+    user = usage1.ru_utime - usage0.ru_utime
+    system = usage1.ru_stime - usage0.ru_stime
+    cpu = user + system
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{out.decode(errors='replace')[-3000:]}")
     return {
         "seconds": round(wall, 2),
         "cpu_seconds": round(cpu, 2),
+        "user_seconds": round(user, 2),
+        "sys_seconds": round(system, 2),  # kernel time: mostly page-cache writes (see page_cache_probe)
         "peak_pss_mb": round(peak["tree"] / 2**20, 1),
         "peak_rss_sum_mb": round(peak["tree_rss"] / 2**20, 1),
         "main_rss_mb": round(peak["main"] / 2**20, 1),
     }
+
+
+def page_cache_probe(scratch: Path, megabytes: int = 1024, idle_s: float = 10.0) -> dict:
+    """CPU ms per MB this machine spends writing a new file into the page cache, in two states:
+    ``fresh``, after ``idle_s`` seconds of quiet (a VM that hands idle guest memory back to its host,
+    free page reporting, pays a host fault on the first touch of each such page, counted as the
+    writer's system time), and ``reused``, right after deleting a file of the same size (pages the
+    kernel freed a moment ago). On bare metal the two are alike; where they differ, every run that
+    grows the page cache (its outputs, and ours' parts too) pays the difference per MB written."""
+    import numpy as np
+
+    block = np.arange(2 * 2**20, dtype=np.int32)  # 8 MB of incompressible-looking int32
+    path = scratch / "page_cache_probe.bin"
+
+    def write() -> float:
+        t0 = time.thread_time()  # user + system time of this thread
+        with open(path, "wb") as f:
+            for _ in range(megabytes // 8):
+                f.write(block)
+        dt = time.thread_time() - t0
+        return round(dt * 1000 / megabytes, 3)
+
+    path.unlink(missing_ok=True)
+    time.sleep(idle_s)
+    fresh = write()
+    reused = []
+    for _ in range(2):  # each right after deleting the previous file
+        path.unlink()
+        reused.append(write())
+    path.unlink()
+    return {"fresh": fresh, "reused": min(reused), "mb": megabytes, "idle_s": idle_s}
 
 
 def gzip_corpus(corpus: Path) -> Path:
@@ -375,6 +410,25 @@ def _budget_ms(c: dict) -> float:
     return 1000 / (10 * c["megatron_marginal"]) - 1000 / c["tokenizer_mb_per_s"]
 
 
+def _cpu_cell(row: dict) -> str:
+    if "sys_seconds" not in row:  # (results from before 2026-11-28 10:30 UTC)
+        return str(row["cpu_seconds"])
+    return f"{row['cpu_seconds']} ({row['user_seconds']} + {row['sys_seconds']})"
+
+
+def _page_cache_lines(probe: dict | None) -> list[str]:
+    if not probe:
+        return []
+    return [
+        f"Writing a new {probe['mb']} MB file into the page cache costs this machine {probe['fresh']} CPU ms per MB "
+        f"after {probe['idle_s']:g} s of quiet and {probe['reused']} right after deleting one of the same size "
+        "(bench.data.page_cache_probe). Where the two differ (a VM handing idle memory back to its host), every "
+        "run pays the difference as system time on each MB it writes into fresh memory: Megatron-LM its output "
+        "once; ours its output and, before that, its parts (the tokens of the shards), so up to ~2x its output.",
+        "",
+    ]
+
+
 def markdown(r: dict) -> str:
     lines = [
         "# `make data` benchmark",
@@ -383,12 +437,13 @@ def markdown(r: dict) -> str:
         f"{r['machine']['load_at_start']}; Python {r['machine']['python']}. Corpus: {r['corpus']['mb']:.1f} MB jsonl, "
         f"{r['corpus']['documents']:,} documents (built from the sample; see bench/data.py). Measured {r['when']}.",
         "",
-        "| run | workers | wall s | CPU s | MB per CPU-second | MB/s (wall) | MB/s per core (wall) | peak memory (PSS, all processes) |",
+        *_page_cache_lines(r["machine"].get("page_cache_write_cpu_ms_per_mb")),
+        "| run | workers | wall s | CPU s (user + sys) | MB per CPU-second | MB/s (wall) | MB/s per core (wall) | peak memory (PSS, all processes) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in r["runs"]:
         lines.append(
-            f"| {row['name']} | {row['workers']} | {row['seconds']} | {row['cpu_seconds']} | "
+            f"| {row['name']} | {row['workers']} | {row['seconds']} | {_cpu_cell(row)} | "
             f"{row['mb_per_cpu_s']:.2f} | {row['mb_per_s']:.2f} | {row['mb_per_s_per_core']:.2f} | "
             f"{row['peak_pss_mb']:.0f} MB |"
         )
@@ -657,6 +712,8 @@ def main(argv: list[str] | None = None) -> int:
         "runs": [],
     }
     workers = [int(w) for w in args.workers.split(",")]
+    print("page-cache write cost of this machine (fresh and reused memory) ...", flush=True)
+    result["machine"]["page_cache_write_cpu_ms_per_mb"] = page_cache_probe(scratch)
     # the raw tokenizer before and after the runs, the faster of the two kept: a conservative reference
     # when other jobs share the machine
     print("raw tokenizer (before the runs) ...", flush=True)

@@ -158,3 +158,34 @@ def test_bench_data_large_corpus_at_more_workers_and_gzipped(tmp_path):
     assert "| jpqwen make data (1000 MB corpus gzipped, 2 workers) | 2 | 45.0 | 45.0 | 22.22 |" in markdown(
         {**r, "targets": list(targets.values())}
     )
+
+
+def test_bench_data_page_cache_probe_and_user_sys_split(tmp_path):
+    from bench.data import markdown, page_cache_probe, run_measured
+
+    probe = page_cache_probe(tmp_path, megabytes=16, idle_s=0)
+    assert probe["mb"] == 16 and probe["idle_s"] == 0
+    # real writes cost CPU (at least the copy into the page cache), and the probe cleans up after itself
+    assert probe["fresh"] > 0 and probe["reused"] > 0
+    assert list(tmp_path.iterdir()) == []
+
+    # a child that burns user time only, then one that spends it in the kernel (writes into the page cache)
+    busy = run_measured([sys.executable, "-c", "sum(i * i for i in range(3_000_000))"])
+    assert busy["user_seconds"] > busy["sys_seconds"]
+    assert abs(busy["user_seconds"] + busy["sys_seconds"] - busy["cpu_seconds"]) <= 0.011
+    target = tmp_path / "w.bin"
+    code = f"b = bytes(8 << 20)\nwith open({str(target)!r}, 'wb') as f:\n    for _ in range(64): f.write(b)"
+    writer = run_measured([sys.executable, "-c", code])
+    assert target.stat().st_size == 512 << 20 and writer["sys_seconds"] > 0.02
+    target.unlink()  # (pytest keeps the tmp dirs of recent sessions)
+
+    r = _bench_data_result(with_large_megatron=False)
+    r["runs"][0].update(cpu_seconds=12.5, user_seconds=11.0, sys_seconds=1.5)
+    r["machine"]["page_cache_write_cpu_ms_per_mb"] = {"fresh": 2.2, "reused": 0.19, "mb": 1024, "idle_s": 10.0}
+    from bench.data import compute_targets
+
+    r["targets"] = compute_targets(r, [1])
+    md = markdown(r)
+    assert "| jpqwen make data | 1 | 12.5 | 12.5 (11.0 + 1.5) | 8.00 |" in md
+    assert "| Megatron-LM preprocess_data.py | 1 | 46.0 | 46.0 | 2.17 |" in md  # a row without the split
+    assert "costs this machine 2.2 CPU ms per MB after 10 s of quiet and 0.19 right after" in md
