@@ -411,7 +411,7 @@ def _budget_ms(c: dict) -> float:
 
 
 def _cpu_cell(row: dict) -> str:
-    if "sys_seconds" not in row:  # (results from before 2026-11-28 10:30 UTC)
+    if "sys_seconds" not in row:  # (a result written before user and system time were recorded apart)
         return str(row["cpu_seconds"])
     return f"{row['cpu_seconds']} ({row['user_seconds']} + {row['sys_seconds']})"
 

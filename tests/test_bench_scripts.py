@@ -161,7 +161,7 @@ def test_bench_data_large_corpus_at_more_workers_and_gzipped(tmp_path):
 
 
 def test_bench_data_page_cache_probe_and_user_sys_split(tmp_path):
-    from bench.data import markdown, page_cache_probe, run_measured
+    from bench.data import compute_targets, markdown, page_cache_probe, run_measured
 
     probe = page_cache_probe(tmp_path, megabytes=16, idle_s=0)
     assert probe["mb"] == 16 and probe["idle_s"] == 0
@@ -182,8 +182,6 @@ def test_bench_data_page_cache_probe_and_user_sys_split(tmp_path):
     r = _bench_data_result(with_large_megatron=False)
     r["runs"][0].update(cpu_seconds=12.5, user_seconds=11.0, sys_seconds=1.5)
     r["machine"]["page_cache_write_cpu_ms_per_mb"] = {"fresh": 2.2, "reused": 0.19, "mb": 1024, "idle_s": 10.0}
-    from bench.data import compute_targets
-
     r["targets"] = compute_targets(r, [1])
     md = markdown(r)
     assert "| jpqwen make data | 1 | 12.5 | 12.5 (11.0 + 1.5) | 8.00 |" in md
