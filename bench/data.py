@@ -176,7 +176,7 @@ def page_cache_probe(scratch: Path, megabytes: int = 1024, idle_s: float = 10.0)
     ``fresh``, after ``idle_s`` seconds of quiet (a VM that hands idle guest memory back to its host,
     free page reporting, pays a host fault on the first touch of each such page, counted as the
     writer's system time), and ``reused``, right after deleting a file of the same size (pages the
-    kernel freed a moment ago). On bare metal the two are alike; where they differ, every run that
+    kernel freed a moment ago). On bare metal the two should be alike; where they differ, every run that
     grows the page cache (its outputs, and ours' parts too) pays the difference per MB written."""
     import numpy as np
 
